@@ -1,0 +1,62 @@
+{
+  # The build, stated once (STYLE.md): NAPI_VERSION 9 (Node >= 20.3), C++ exceptions on through
+  # node-addon-api's documented `node_addon_api_except` target (doc/setup.md), -Wall -Wextra,
+  # hidden visibility. CI passes --werror=1. CMakeLists.txt states the same for cmake-js.
+  "variables": {
+    "werror%": 0,
+    "asan%": 0,
+    # Test fixtures are built only in a checkout (the published package has no test/ folder).
+    "with_fixtures%": "<!(node -p \"require('fs').existsSync('test/fixtures/heap_fixture.cc') ? 1 : 0\")"
+  },
+  "target_defaults": {
+    "defines": [
+      "NAPI_VERSION=9",
+      "NODE_ADDON_API_DISABLE_DEPRECATED",
+      "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
+    ],
+    "dependencies": [
+      "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+    ],
+    "cflags": ["-Wall", "-Wextra", "-fvisibility=hidden"],
+    "cflags_c": ["-std=gnu11"],
+    "cflags_cc": ["-std=gnu++17"],
+    "libraries": ["-ldl", "-lpthread"],
+    "conditions": [
+      ["werror==1", { "cflags": ["-Werror"] }],
+      ["asan==1", {
+        "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"],
+        "ldflags": ["-fsanitize=address,undefined"]
+      }]
+    ]
+  },
+  "targets": [
+    {
+      "target_name": "allocscope",
+      "sources": [
+        "native/probe/allocator_detect.c",
+        "native/probe/glibc_probe.c",
+        "native/probe/jemalloc_probe.c",
+        "native/probe/tcmalloc_probe.c",
+        "native/probe/mimalloc_probe.c",
+        "native/probe/process_probe.c",
+        "native/probe/sample.c",
+        "native/addon/addon.cc",
+        "native/addon/sample_binding.cc",
+        "native/addon/glibc_binding.cc",
+        "native/addon/jemalloc_binding.cc",
+        "native/addon/tcmalloc_binding.cc",
+        "native/addon/mimalloc_binding.cc"
+      ]
+    }
+  ],
+  "conditions": [
+    ["with_fixtures==1", {
+      "targets": [
+        {
+          "target_name": "heap_fixture",
+          "sources": ["test/fixtures/heap_fixture.cc"]
+        }
+      ]
+    }]
+  ]
+}

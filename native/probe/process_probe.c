@@ -1,0 +1,107 @@
+#define _GNU_SOURCE
+#include "process_probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A /proc/self file kept open for pread. The mutex only guards (re)opening; a pread on a shared
+   fd with an explicit offset is safe from several threads. */
+typedef struct {
+  const char *path;
+  int fd;
+  pid_t owner;
+  pthread_mutex_t lock;
+} kept_file;
+
+static kept_file statm_file = {"/proc/self/statm", -1, 0, PTHREAD_MUTEX_INITIALIZER};
+static kept_file status_file = {"/proc/self/status", -1, 0, PTHREAD_MUTEX_INITIALIZER};
+
+static int kept_fd(kept_file *file) {
+  pid_t self = getpid();
+  pthread_mutex_lock(&file->lock);
+  if (file->fd < 0 || file->owner != self) {
+    /* After fork the inherited fd still reads the parent's numbers: open our own. The old fd is
+       the parent's copy in this process, so closing it here is ours to do. */
+    if (file->fd >= 0) close(file->fd);
+    file->fd = open(file->path, O_RDONLY | O_CLOEXEC);
+    file->owner = self;
+  }
+  int fd = file->fd;
+  pthread_mutex_unlock(&file->lock);
+  return fd;
+}
+
+static ssize_t read_kept(kept_file *file, char *buf, size_t cap) {
+  int fd = kept_fd(file);
+  if (fd < 0) return -1;
+  ssize_t n;
+  do {
+    n = pread(fd, buf, cap - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  buf[n] = '\0';
+  return n;
+}
+
+int asp_read_statm(asp_statm *out) {
+  char buf[256];
+  if (read_kept(&statm_file, buf, sizeof(buf)) <= 0) return -1;
+  long long size = 0, resident = 0, shared = 0;
+  if (sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) != 3) return -1;
+  out->size_pages = size;
+  out->resident_pages = resident;
+  out->shared_pages = shared;
+  return 0;
+}
+
+static int64_t field_kb(const char *text, const char *key) {
+  /* Lines look like "RssAnon:\t    1234 kB"; match the key only at a line start. */
+  size_t key_len = strlen(key);
+  for (const char *line = text; line != NULL && *line != '\0';) {
+    if (strncmp(line, key, key_len) == 0 && line[key_len] == ':') {
+      char *end = NULL;
+      long long value = strtoll(line + key_len + 1, &end, 10);
+      if (end != line + key_len + 1 && value >= 0) return value;
+      return -1;
+    }
+    line = strchr(line, '\n');
+    if (line != NULL) line++;
+  }
+  return -1;
+}
+
+void asp_parse_status(const char *text, asp_status *out) {
+  out->vm_hwm_kb = field_kb(text, "VmHWM");
+  out->vm_rss_kb = field_kb(text, "VmRSS");
+  out->rss_anon_kb = field_kb(text, "RssAnon");
+  out->rss_file_kb = field_kb(text, "RssFile");
+  out->rss_shmem_kb = field_kb(text, "RssShmem");
+  out->vm_swap_kb = field_kb(text, "VmSwap");
+  out->threads = field_kb(text, "Threads");
+}
+
+int asp_read_status(asp_status *out) {
+  /* status is ~1.5 KiB on Linux 6.x; 4 KiB leaves room for long Cpus_allowed lists. */
+  char buf[4096];
+  if (read_kept(&status_file, buf, sizeof(buf)) <= 0) return -1;
+  asp_parse_status(buf, out);
+  return 0;
+}
+
+int64_t asp_page_size(void) {
+  static int64_t page = 0;
+  if (page == 0) page = (int64_t)sysconf(_SC_PAGESIZE);
+  return page;
+}
+
+int64_t asp_monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
