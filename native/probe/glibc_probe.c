@@ -4,6 +4,8 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 /* glibc < 2.33's struct mallinfo: int fields that wrap above 2 GiB (man mallinfo, BUGS). */
 typedef struct {
@@ -45,19 +47,41 @@ int asp_glibc_mallinfo2(asp_mallinfo2 *out) {
 char *asp_glibc_malloc_info(size_t *len) {
   int (*malloc_info_fn)(int, FILE *) = (int (*)(int, FILE *))dlsym(RTLD_DEFAULT, "malloc_info");
   if (malloc_info_fn == NULL) return NULL;
-  char *text = NULL;
-  size_t size = 0;
-  FILE *stream = open_memstream(&text, &size);
-  if (stream == NULL) return NULL;
-  /* options must be 0 (glibc malloc.c __malloc_info: anything else is EINVAL). */
-  int rc = malloc_info_fn(0, stream);
-  fclose(stream);
-  if (rc != 0) {
-    free(text);
-    return NULL;
+  /* The text goes into an mmap'd buffer through fmemopen, not open_memstream: a memstream
+     reallocs through malloc while malloc_info prints, so the heap would change under the very
+     figures being reported and they could never be compared with mallinfo2's. The buffer
+     doubles until the output fits (0.6-3.8 KB per arena is typical; limits.md §1a). */
+  for (size_t cap = 256 * 1024; cap <= 64 * 1024 * 1024; cap *= 4) {
+    char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) return NULL;
+    FILE *stream = fmemopen(buf, cap, "w");
+    if (stream == NULL) {
+      munmap(buf, cap);
+      return NULL;
+    }
+    setvbuf(stream, NULL, _IONBF, 0);
+    /* options must be 0 (glibc malloc.c __malloc_info: anything else is EINVAL). */
+    int rc = malloc_info_fn(0, stream);
+    long written = ftell(stream);
+    fclose(stream);
+    if (rc != 0 || written < 0) {
+      munmap(buf, cap);
+      return NULL;
+    }
+    if ((size_t)written < cap - 1) {
+      /* Only now, with the walk done, copy into a malloc'd string for the caller. */
+      char *text = malloc((size_t)written + 1);
+      if (text != NULL) {
+        memcpy(text, buf, (size_t)written);
+        text[written] = '\0';
+        *len = (size_t)written;
+      }
+      munmap(buf, cap);
+      return text;
+    }
+    munmap(buf, cap); /* truncated: try a larger buffer */
   }
-  *len = size;
-  return text;
+  return NULL;
 }
 
 int asp_glibc_malloc_trim(size_t pad) {

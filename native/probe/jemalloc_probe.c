@@ -167,7 +167,7 @@ static int read_mib(int which, int patch_at, size_t index, void *out, size_t siz
   return rc;
 }
 
-int asp_je_read_summary(asp_je_summary *out) {
+int asp_je_read_summary(asp_je_summary *out, int advance_epoch) {
   int rc = ensure_mibs();
   if (rc != 0) return rc;
   memset(out, 0, sizeof(*out));
@@ -176,7 +176,8 @@ int asp_je_read_summary(asp_je_summary *out) {
   if (epoch->status != 0) return epoch->status;
   uint64_t one = 1;
   size_t len = sizeof(out->epoch);
-  rc = je.bymib(epoch->mib, epoch->len, &out->epoch, &len, &one, sizeof(one));
+  rc = je.bymib(epoch->mib, epoch->len, &out->epoch, &len, advance_epoch ? &one : NULL,
+                advance_epoch ? sizeof(one) : 0);
   if (rc != 0) return rc;
   if ((rc = read_mib(MIB_ALLOCATED, -1, 0, &out->allocated, sizeof(size_t))) != 0) return rc;
   if ((rc = read_mib(MIB_ACTIVE, -1, 0, &out->active, sizeof(size_t))) != 0) return rc;

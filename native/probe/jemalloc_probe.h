@@ -34,7 +34,8 @@ typedef struct {
   size_t page;            /* arenas.page */
   unsigned narenas;       /* arenas.narenas */
 } asp_je_summary;
-int asp_je_read_summary(asp_je_summary *out);
+/* advance_epoch 0 reads the figures of the last epoch (e.g. the one malloc_stats_print took). */
+int asp_je_read_summary(asp_je_summary *out, int advance_epoch);
 
 /* Per-bin static layout and merged current use, after an epoch. */
 typedef struct {

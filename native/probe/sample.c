@@ -13,7 +13,7 @@
 const char *const asp_sample_slot_names[ASP_SAMPLE_SLOT_COUNT] = {ASP_SAMPLE_FIELDS(ASP_SLOT_NAME)};
 #undef ASP_SLOT_NAME
 
-static int read_allocator(asp_allocator_kind kind, double *s) {
+static int read_allocator(asp_allocator_kind kind, int flags, double *s) {
   switch (kind) {
     case ASP_ALLOCATOR_GLIBC: {
       asp_mallinfo2 m;
@@ -34,7 +34,7 @@ static int read_allocator(asp_allocator_kind kind, double *s) {
     }
     case ASP_ALLOCATOR_JEMALLOC: {
       asp_je_summary j;
-      int rc = asp_je_read_summary(&j);
+      int rc = asp_je_read_summary(&j, !(flags & ASP_SAMPLE_KEEP_EPOCH));
       if (rc != 0) return rc;
       s[ASP_SLOT_JE_EPOCH] = (double)j.epoch;
       s[ASP_SLOT_JE_ALLOCATED] = (double)j.allocated;
@@ -85,7 +85,7 @@ void asp_sample(asp_allocator_kind kind, int flags, double *s) {
   s[ASP_SLOT_MONOTONIC_NS] = (double)start;
   s[ASP_SLOT_PAGE_SIZE] = (double)asp_page_size();
 
-  if (flags & ASP_SAMPLE_WITH_ALLOCATOR) s[ASP_SLOT_ALLOCATOR_STATUS] = read_allocator(kind, s);
+  if (flags & ASP_SAMPLE_WITH_ALLOCATOR) s[ASP_SLOT_ALLOCATOR_STATUS] = read_allocator(kind, flags, s);
 
   /* RSS immediately after the allocator's books. */
   asp_statm statm;

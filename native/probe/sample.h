@@ -76,6 +76,7 @@ extern const char *const asp_sample_slot_names[ASP_SAMPLE_SLOT_COUNT];
    which already gives RSS and its anon share, and getrusage, which gives the peak. */
 #define ASP_SAMPLE_WITH_STATUS 1
 #define ASP_SAMPLE_WITH_ALLOCATOR 2 /* read the live allocator's totals */
+#define ASP_SAMPLE_KEEP_EPOCH 4     /* jemalloc: do not advance the epoch (read the last one's figures) */
 
 /* Fills every slot; slots a source did not provide are NaN. allocatorStatus is 0 when the
    allocator read succeeded, an errno from mallctl, or -1 when the allocator has no totals. */

@@ -1,0 +1,138 @@
+/**
+ * The only file that loads the native addon (STYLE.md "one home per fact"). It declares what the
+ * addon exports (native/addon/bindings.h carries the same signatures) and casts once at load.
+ * Not public API.
+ */
+import bindings from 'bindings';
+import { AllocscopeError } from './errors';
+
+/** Values of asp_allocator_kind (native/probe/allocator_detect.h). */
+export const enum NativeAllocatorKind {
+  Unknown = 0,
+  Glibc = 1,
+  Jemalloc = 2,
+  Tcmalloc = 3,
+  Mimalloc = 4,
+  Musl = 5,
+}
+
+/** Flags of asp_sample (native/probe/sample.h). */
+export const SAMPLE_WITH_STATUS = 1;
+export const SAMPLE_WITH_ALLOCATOR = 2;
+
+export interface NativeDetection {
+  kind: NativeAllocatorKind;
+  name: string;
+  version: string;
+  detectedBy: string;
+  mallocLibrary: string;
+  symbolPrefix: string;
+}
+
+export interface NativeMallinfo2 {
+  arena: number;
+  ordblks: number;
+  smblks: number;
+  hblks: number;
+  hblkhd: number;
+  usmblks: number;
+  fsmblks: number;
+  uordblks: number;
+  fordblks: number;
+  keepcost: number;
+  fromLegacyMallinfo: boolean;
+}
+
+export interface NativeJemallocBin {
+  size: number;
+  nregs: number;
+  slab_size: number;
+  curregs: number;
+  curslabs: number;
+  nonfull_slabs: number;
+}
+
+export interface NativeMimallocProcessInfo {
+  elapsed_msecs: number;
+  user_msecs: number;
+  system_msecs: number;
+  current_rss: number;
+  peak_rss: number;
+  current_commit: number;
+  peak_commit: number;
+  page_faults: number;
+}
+
+export interface NativeBinding {
+  detect(): NativeDetection;
+  sampleSlotNames(): string[];
+  sampleInto(slots: Float64Array, allocatorKind: number, flags: number): void;
+  sampleAsync(allocatorKind: number, flags: number): Promise<Float64Array>;
+  glibcMallinfo2(): NativeMallinfo2 | null;
+  glibcMallocInfo(): string | null;
+  glibcMallocInfoAsync(): Promise<string | null>;
+  glibcMallocTrim(pad: number): 0 | 1 | -1;
+  jemallocReadAny(name: string): { errno: number; size?: number; bits?: bigint };
+  jemallocReadString(name: string): { errno: number; value?: string };
+  jemallocWrite(name: string, kind: 'void' | 'sized' | 'string', value?: bigint | string, size?: number): number;
+  jemallocBins(): { errno: number; bins?: NativeJemallocBin[] };
+  jemallocStatsPrint(opts: string): string | null;
+  jemallocPurge(): number;
+  tcmallocProperty(name: string): number | null;
+  tcmallocReleaseFreeMemory(): boolean;
+  tcmallocStatsText(): string | null;
+  mimallocProcessInfo(): NativeMimallocProcessInfo | null;
+  mimallocCollect(force: boolean): boolean;
+}
+
+/** What the platform is, as far as loading the addon is concerned. Injectable for tests. */
+export interface PlatformFacts {
+  platform: string;
+  /** glibc version Node runs on, or undefined on musl. */
+  glibcVersionRuntime: string | undefined;
+}
+
+export function currentPlatform(): PlatformFacts {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return { platform: process.platform, glibcVersionRuntime: header?.glibcVersionRuntime };
+}
+
+/** Throws EUNSUPPORTED on platforms where allocscope cannot read an allocator in-process. */
+export function checkPlatform(facts: PlatformFacts): void {
+  if (facts.platform !== 'linux') {
+    throw new AllocscopeError(
+      'EUNSUPPORTED',
+      `allocscope reads Linux's /proc and Linux allocators; this process runs on ${facts.platform}. ` +
+        'Run it on Linux (a container or VM works).',
+      { platform: facts.platform },
+    );
+  }
+  if (facts.glibcVersionRuntime === undefined) {
+    throw new AllocscopeError(
+      'EUNSUPPORTED',
+      "This Node runs on musl libc, whose malloc keeps no statistics allocscope can read. Profile the " +
+        'process from outside with `allocscope profile-pid` (procfs level), or run it on a glibc-based image.',
+      { platform: facts.platform, libc: 'musl' },
+    );
+  }
+}
+
+let loaded: NativeBinding | undefined;
+
+/** The addon, loaded on first use. Throws AllocscopeError with a fix when it cannot load. */
+export function native(): NativeBinding {
+  if (loaded !== undefined) return loaded;
+  checkPlatform(currentPlatform());
+  try {
+    loaded = bindings('allocscope') as NativeBinding;
+  } catch (error) {
+    /* c8 ignore next 7 -- only reachable in a checkout whose build failed or was removed */
+    throw new AllocscopeError(
+      'EUNSUPPORTED',
+      `The allocscope native addon could not be loaded (${(error as Error).message.split('\n')[0]}). ` +
+        'Run `npm rebuild allocscope` (or `npm run build` in a checkout); it needs python3, make and g++.',
+      { cause: (error as Error).message },
+    );
+  }
+  return loaded;
+}

@@ -1,0 +1,30 @@
+/**
+ * allocscope: why does this process's memory grow? Allocator-aware snapshots (glibc, jemalloc,
+ * tcmalloc, mimalloc) next to the kernel's and V8's figures, with the ratios between them.
+ */
+export { allocator, purge, snapshot, snapshotAsync } from './targets/self';
+export type { AllocatorReport, SnapshotOptions } from './targets/self';
+export { glibc } from './allocators/glibc';
+export type { Mallinfo2 } from './allocators/glibc';
+export type { MallocInfo, MallocInfoArena, SizeBucket, FreeChunkTotals } from './allocators/glibc-malloc-info';
+export { jemalloc } from './allocators/jemalloc';
+export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './allocators/jemalloc';
+export { tcmalloc } from './allocators/tcmalloc';
+export { mimalloc } from './allocators/mimalloc';
+export type { ReleaseResult } from './allocators/types';
+export { AllocscopeError } from './errors';
+export type { AllocscopeErrorCode } from './errors';
+export type {
+  AllocatorBytes,
+  AllocatorIdentity,
+  AllocatorName,
+  CostClass,
+  InsightLevel,
+  ProcessBytes,
+  Ratio,
+  Snapshot,
+  SnapshotCost,
+  SnapshotRatios,
+  SnapshotSource,
+  V8Bytes,
+} from './snapshot';

@@ -1,0 +1,132 @@
+/** The Self target: this process, read through the addon. */
+import { getHeapStatistics } from 'node:v8';
+import { allocatorEntry } from '../allocators';
+import { jemalloc, smallBinFragOf } from '../allocators/jemalloc';
+import { liveDetection, sampleFlags, slotNames } from '../allocators/live';
+import type { ReleaseResult } from '../allocators/types';
+import { assembleSnapshot } from '../assemble';
+import { native, SAMPLE_WITH_ALLOCATOR } from '../binding';
+import { AllocscopeError, describe } from '../errors';
+import { readerForSlots } from '../sample';
+import type { AllocatorIdentity, AllocatorName, Snapshot, SnapshotRatios, V8Bytes } from '../snapshot';
+
+export interface SnapshotOptions {
+  /**
+   * 'summary' (default): allocator totals, statm RSS and its anonymous share, peak RSS, V8 heap
+   * totals: a few microseconds. 'full' adds /proc/self/status (file/shmem split, swap, ~13 us),
+   * V8 arrayBuffers (process.memoryUsage, ~5 us) and, under jemalloc, the per-bin walk for
+   * smallBinFrag (~150 mallctls).
+   */
+  detail?: 'summary' | 'full';
+}
+
+export interface AllocatorReport extends AllocatorIdentity {
+  /** The object that provides malloc, e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2. */
+  mallocLibrary: string;
+  /** "" or the prefix of a prefixed jemalloc (je_, _rjem_). */
+  symbolPrefix: string;
+}
+
+/** Which allocator serves malloc in this process, its version and the evidence. */
+export function allocator(): AllocatorReport {
+  const live = liveDetection();
+  return {
+    name: live.name as AllocatorName,
+    version: live.version === '' ? null : live.version,
+    detectedBy: live.detectedBy,
+    mallocLibrary: live.mallocLibrary,
+    symbolPrefix: live.symbolPrefix,
+  };
+}
+
+function detailOf(options: SnapshotOptions | undefined): boolean {
+  if (options === undefined) return false;
+  if (typeof options !== 'object' || options === null) {
+    throw new AllocscopeError('EINVAL', `snapshot options must be an object like { detail: 'full' }; got ${describe(options)}.`);
+  }
+  const { detail = 'summary' } = options;
+  if (detail !== 'summary' && detail !== 'full') {
+    throw new AllocscopeError('EINVAL', `snapshot detail must be 'summary' or 'full'; got ${describe(detail)}.`, { detail });
+  }
+  return detail === 'full';
+}
+
+function v8BytesNow(full: boolean): V8Bytes {
+  if (full) {
+    const usage = process.memoryUsage();
+    return { heapTotal: usage.heapTotal, heapUsed: usage.heapUsed, external: usage.external, arrayBuffers: usage.arrayBuffers };
+  }
+  // getHeapStatistics is ~0.3 us; process.memoryUsage re-reads RSS through libuv (~5 us).
+  const heap = getHeapStatistics();
+  return { heapTotal: heap.total_heap_size, heapUsed: heap.used_heap_size, external: heap.external_memory, arrayBuffers: null };
+}
+
+function extraRatiosFor(name: AllocatorName, full: boolean, allocated: number | null): Partial<SnapshotRatios> {
+  if (!full || name !== 'jemalloc') return {};
+  return { smallBinFrag: smallBinFragOf(jemalloc.bins(), allocated) };
+}
+
+function finish(slots: Float64Array, full: boolean, start: bigint, time: number): Snapshot {
+  const live = allocator();
+  const names = slotNames();
+  const read = readerForSlots(names, slots);
+  const v8Bytes = v8BytesNow(full);
+  const allocated = allocatorEntry(live.name)?.mapping.bytesFrom(read)?.allocated ?? null;
+  const extraRatios = extraRatiosFor(live.name, full, allocated);
+  return assembleSnapshot({
+    read,
+    slotNames: names,
+    pid: process.pid,
+    time,
+    source: 'addon',
+    level: 'agent',
+    levelNote: null,
+    allocator: { name: live.name, version: live.version, detectedBy: live.detectedBy },
+    v8Bytes,
+    extraRatios,
+    costNs: Number(process.hrtime.bigint() - start),
+    extraCost: full && live.name === 'jemalloc' ? 'expensive' : undefined,
+  });
+}
+
+/** One Snapshot of this process (schema v1), taken on the calling thread. */
+export function snapshot(options?: SnapshotOptions): Snapshot {
+  const full = detailOf(options);
+  const start = process.hrtime.bigint();
+  const time = Date.now();
+  const names = slotNames();
+  const slots = new Float64Array(names.length);
+  native().sampleInto(slots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
+  return finish(slots, full, start, time);
+}
+
+/**
+ * snapshot() with the allocator read on a libuv worker thread, so an expensive read (glibc
+ * mallinfo2 on a fragmented heap walks every free chunk) does not stall the event loop. It still
+ * takes the allocator's locks: threads allocating meanwhile wait for their arena.
+ */
+export async function snapshotAsync(options?: SnapshotOptions): Promise<Snapshot> {
+  const full = detailOf(options);
+  const start = process.hrtime.bigint();
+  const time = Date.now();
+  const slots = await native().sampleAsync(liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
+  return finish(slots, full, start, time);
+}
+
+/**
+ * Gives free memory back to the kernel the way the live allocator does it (glibc malloc_trim(0),
+ * jemalloc arena.4096.purge, tcmalloc ReleaseFreeMemory, mimalloc mi_collect(true)) and reports
+ * the RSS before and after. None of them changes live bytes; all take allocator locks.
+ */
+export function purge(): ReleaseResult {
+  const live = allocator();
+  const entry = allocatorEntry(live.name);
+  if (entry === undefined) {
+    throw new AllocscopeError(
+      'ENOALLOCATOR',
+      `purge() knows glibc, jemalloc, tcmalloc and mimalloc; malloc here is served by ${live.name} (${live.detectedBy}).`,
+      { live: live.name },
+    );
+  }
+  return entry.release();
+}

@@ -1,0 +1,70 @@
+/**
+ * Runs scenarios of a test file in a child process with an allocator preloaded: the test file
+ * re-executes itself with ALLOCSCOPE_SCENARIO set, through the same loader tap gave it
+ * (process.execArgv), and the child prints one JSON line of results.
+ */
+import { spawn } from 'node:child_process';
+import { ALLOCATOR_LIBRARIES, allocatorInstalled } from '../../lib/allocators/libraries';
+import type { AllocatorName } from '../../lib/snapshot';
+
+export const PRELOADABLE: readonly AllocatorName[] = ['glibc', 'jemalloc', 'tcmalloc', 'mimalloc'];
+
+/**
+ * The skip reason for an allocator that is not installed. In CI a missing library must fail the
+ * run instead, so there it returns false and the test runs (and fails loudly).
+ */
+export function skipUnlessInstalled(name: AllocatorName): string | false {
+  if (allocatorInstalled(name) || process.env.CI) return false;
+  const library = ALLOCATOR_LIBRARIES[name];
+  return `${name} is not installed: apt-get install ${library?.debianPackage ?? name}`;
+}
+
+export interface ChildResult<T> {
+  value: T;
+  stderr: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** The scenario this process should run, when it is a child. */
+export function scenarioName(): string | undefined {
+  return process.env.ALLOCSCOPE_SCENARIO;
+}
+
+/** Prints a scenario's result for the parent and exits. */
+export async function runScenario(scenarios: Record<string, () => unknown | Promise<unknown>>): Promise<void> {
+  const name = scenarioName() as string;
+  const scenario = scenarios[name];
+  if (scenario === undefined) throw new Error(`no scenario ${name}`);
+  const value = await scenario();
+  process.stdout.write(`${JSON.stringify({ scenarioResult: value }, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`);
+}
+
+/** Runs `scenario` of `testFile` in a child under `allocator`; resolves with its JSON result. */
+export function inChild<T>(
+  testFile: string,
+  scenario: string,
+  allocator: AllocatorName,
+  env: Record<string, string> = {},
+): Promise<ChildResult<T>> {
+  const library = ALLOCATOR_LIBRARIES[allocator];
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, ALLOCSCOPE_SCENARIO: scenario };
+  delete childEnv.LD_PRELOAD;
+  if (library !== undefined) childEnv.LD_PRELOAD = library.path;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, testFile], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const line = stdout.split('\n').find((l) => l.startsWith('{"scenarioResult"'));
+      if (line === undefined) {
+        reject(new Error(`scenario ${scenario} under ${allocator} printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
+        return;
+      }
+      resolve({ value: (JSON.parse(line) as { scenarioResult: T }).scenarioResult, stderr, code, signal });
+    });
+  });
+}

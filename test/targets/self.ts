@@ -1,0 +1,134 @@
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import { allocator, purge, snapshot, snapshotAsync } from '../../lib/targets/self';
+import type { Snapshot } from '../../lib/snapshot';
+import { inChild, PRELOADABLE, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
+import { heapFixture } from '../helpers/heap-fixture';
+
+const BLOCKS = 10_000;
+const BLOCK_BYTES = 1000;
+// Besides the blocks, the fixture keeps a vector of 10,000 pointers (80 KB) and Node may allocate
+// a little meanwhile; 512 KiB bounds both.
+const SLACK = 512 * 1024;
+
+interface RetainResult {
+  name: string;
+  detectedBy: string;
+  usable: number;
+  before: Snapshot;
+  held: Snapshot;
+  after: Snapshot;
+}
+
+/** App-live bytes: allocated minus objects parked in thread caches where the allocator counts them as allocated. */
+function liveBytes(s: Snapshot): number | null {
+  const { allocated, threadCache } = s.allocatorBytes;
+  if (allocated === null) return null;
+  return s.allocator.name === 'jemalloc' ? allocated - (threadCache ?? 0) : allocated;
+}
+
+const scenarios = {
+  retain(): RetainResult {
+    const usable = heapFixture.usableSize(BLOCK_BYTES);
+    const before = snapshot();
+    const handle = heapFixture.retain(Number(process.env.BLOCKS ?? BLOCKS), BLOCK_BYTES);
+    const held = snapshot();
+    heapFixture.release(handle);
+    const after = snapshot();
+    const a = allocator();
+    return { name: a.name, detectedBy: a.detectedBy, usable, before, held, after };
+  },
+  fragment() {
+    // 400,000 blocks of 16..512 B with every other one freed: ~50 MiB of free chunks that
+    // cannot coalesce (references/limits.md §1).
+    const handle = heapFixture.fragment(400_000, 16, 512, 2, 42);
+    const fragmented = snapshot({ detail: 'full' });
+    const trimmed = purge();
+    heapFixture.release(handle);
+    // Keep one block in 32 and free the rest: whole free pages appear, and trim can return them.
+    const sparse = heapFixture.fragment(400_000, 16, 512, 32, 7);
+    const sparseTrim = purge();
+    heapFixture.release(sparse);
+    return { fragmented, trimmed, sparseTrim };
+  },
+  async concurrent() {
+    const worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+       const a = require(${JSON.stringify(require.resolve('../../dist/index.js'))});
+       const out = [];
+       for (let i = 0; i < 200; i++) out.push(a.snapshot().allocatorBytes.allocated);
+       parentPort.postMessage({ name: a.allocator().name, samples: out.length, allNumbers: out.every((v) => v === null || typeof v === 'number') });`,
+      { eval: true },
+    );
+    const fromWorker = new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    const asyncSamples = await Promise.all(Array.from({ length: 50 }, () => snapshotAsync()));
+    const syncSamples = Array.from({ length: 200 }, () => snapshot());
+    const workerResult = await fromWorker;
+    await worker.terminate();
+    return {
+      workerResult,
+      asyncCount: asyncSamples.length,
+      asyncAllocator: asyncSamples.every((s) => s.allocator.name === allocator().name),
+      syncCount: syncSamples.length,
+      rssAllPositive: [...asyncSamples, ...syncSamples].every((s) => (s.processBytes.rss ?? 0) > 0),
+    };
+  },
+};
+
+if (scenarioName() !== undefined) {
+  void runScenario(scenarios);
+} else {
+  for (const name of PRELOADABLE) {
+    t.test(`${name}: detected, and allocated moves by 10,000 x 1000 B and back`, { skip: skipUnlessInstalled(name) }, async (t) => {
+      // mimalloc commits 32 MiB up front, so its commit only moves with a heap larger than that.
+      const blocks = name === 'mimalloc' ? 8 * BLOCKS : BLOCKS;
+      const { value: r } = await inChild<RetainResult>(__filename, 'retain', name, { BLOCKS: String(blocks) });
+      t.equal(r.name, name, `detected by: ${r.detectedBy}`);
+      if (name === 'mimalloc') {
+        // mimalloc release builds keep no allocated figure: null, never a guess (metrics.md §5).
+        t.equal(r.held.allocatorBytes.allocated, null);
+        const committed = (r.held.allocatorBytes.mapped ?? 0) - (r.before.allocatorBytes.mapped ?? 0);
+        t.ok(committed >= blocks * BLOCK_BYTES * 0.5, `commit grew ${committed} with ${blocks * BLOCK_BYTES} B of blocks`);
+        return;
+      }
+      const grown = (liveBytes(r.held) as number) - (liveBytes(r.before) as number);
+      t.ok(grown >= BLOCKS * BLOCK_BYTES, `grew ${grown} >= ${BLOCKS * BLOCK_BYTES}`);
+      t.ok(grown <= BLOCKS * (r.usable + 16) + SLACK, `grew ${grown} <= ${BLOCKS} x (usable ${r.usable} + 16 header) + slack`);
+      const back = (liveBytes(r.after) as number) - (liveBytes(r.before) as number);
+      t.ok(Math.abs(back) <= SLACK, `after free, live bytes are back within ${SLACK} (${back})`);
+      t.ok((r.held.processBytes.rss ?? 0) > 0 && (r.held.processBytes.rssAnon ?? 0) > 0, 'rss and rssAnon read');
+    });
+
+    t.test(`${name}: snapshotAsync, worker_threads and concurrent calls`, { skip: skipUnlessInstalled(name) }, async (t) => {
+      const { value } = await inChild<{ workerResult: { name: string; samples: number; allNumbers: boolean }; asyncCount: number; asyncAllocator: boolean; syncCount: number; rssAllPositive: boolean }>(__filename, 'concurrent', name);
+      t.same(value.workerResult, { name, samples: 200, allNumbers: true });
+      t.equal(value.asyncCount, 50);
+      t.equal(value.asyncAllocator, true);
+      t.equal(value.syncCount, 200);
+      t.equal(value.rssAllPositive, true);
+    });
+  }
+
+  t.test('glibc: a fragmented heap shows its free chunks, and purge() says honestly what it returned', async (t) => {
+    const { value } = await inChild<{ fragmented: Snapshot; trimmed: { returnedBytes: number; rssBeforeBytes: number; rssAfterBytes: number; note: string }; sparseTrim: { returnedBytes: number; note: string } }>(__filename, 'fragment', 'glibc');
+    const heap = value.fragmented.allocatorBytes;
+    t.ok((heap.heapFree ?? 0) > 20 * 1048576, `heapFree ${heap.heapFree} > 20 MiB`);
+    const arenaFree = value.fragmented.ratios.arenaFree;
+    t.ok(arenaFree !== null && arenaFree.ratio > 1.5, `arenaFree ratio ${arenaFree?.ratio} > 1.5`);
+    t.equal(arenaFree?.bytes, heap.heapFree, 'arenaFree bytes are the free bytes in the arenas');
+    t.equal(value.trimmed.returnedBytes, value.trimmed.rssBeforeBytes - value.trimmed.rssAfterBytes);
+    t.match(value.trimmed.note, value.trimmed.returnedBytes > 0 ? /returned .* to the kernel/ : /returned nothing measurable/);
+    t.ok(value.sparseTrim.returnedBytes > 1048576, `trim of a sparse heap returned ${value.sparseTrim.returnedBytes} > 1 MiB`);
+  });
+
+  t.test('snapshot options are checked', async (t) => {
+    t.throws(() => snapshot({ detail: 'everything' as 'full' }), { code: 'EINVAL' });
+    t.throws(() => snapshot('full' as unknown as { detail: 'full' }), { code: 'EINVAL' });
+    t.ok(snapshot({}) && snapshot({ detail: 'summary' }));
+  });
+
+}
