@@ -1,0 +1,57 @@
+/** A small strict argv parser: known flags only, every mistake a UsageError with a sentence. */
+
+export class UsageError extends Error {}
+
+export interface FlagSpec {
+  /** 'boolean' flags take no value; 'string' flags take the next argument or --flag=value. */
+  [flag: string]: 'boolean' | 'string';
+}
+
+export interface ParsedArgs {
+  flags: Record<string, string | boolean>;
+  positional: string[];
+  /** Everything after a bare `--`. */
+  rest: string[];
+}
+
+export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
+  const flags: Record<string, string | boolean> = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') return { flags, positional, rest: argv.slice(i + 1) };
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const kind = spec[name];
+    if (kind === undefined) {
+      throw new UsageError(`unknown flag --${name}; known: ${Object.keys(spec).map((f) => `--${f}`).join(', ') || 'none'}`);
+    }
+    if (kind === 'boolean') {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      flags[name] = true;
+    } else if (eq >= 0) {
+      flags[name] = arg.slice(eq + 1);
+    } else {
+      const value = argv[i + 1];
+      if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+      flags[name] = value;
+      i++;
+    }
+  }
+  return { flags, positional, rest: [] };
+}
+
+/** A positive number flag with bounds, or its default. */
+export function numberFlag(flags: ParsedArgs['flags'], name: string, fallback: number, min: number, max: number): number {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (typeof raw !== 'string' || !Number.isFinite(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a number from ${min} to ${max}; got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+/** The `allocscope` command. */
+import { AllocscopeError } from '../errors';
+import { UsageError } from './args';
+import { demoCommand } from './demo';
+import { snapshotCommand } from './snapshot-command';
+
+const USAGE = `usage: allocscope <command> [flags]
+
+commands:
+  snapshot [--json] [--full]   this process's allocator, RSS and ratios (a smoke test)
+  demo [--seconds N] [--json]  the same malloc-heavy workload under each installed allocator, compared
+  help                         this text`;
+
+export async function main(argv: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'snapshot':
+        return snapshotCommand(rest, out);
+      case 'demo':
+        return await demoCommand(rest, out);
+      case 'help':
+      case '--help':
+      case '-h':
+        out(USAGE);
+        return 0;
+      default:
+        err(command === undefined ? USAGE : `allocscope: unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      err(`allocscope ${command}: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof AllocscopeError) {
+      err(`allocscope ${command}: ${error.message} [${error.code}]`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2), (text) => console.log(text), (text) => console.error(text)).then((code) => {
+    process.exitCode = code;
+  });
+}
