@@ -1,6 +1,7 @@
 /** A small strict argv parser: known flags only, every mistake a UsageError with a sentence. */
 
 export class UsageError extends Error {}
+UsageError.prototype.name = 'UsageError';
 
 export interface FlagSpec {
   /** 'boolean' flags take no value; 'string' flags take the next argument or --flag=value. */

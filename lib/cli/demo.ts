@@ -37,9 +37,13 @@ export function runVariant(variant: DemoVariant, seconds: number): Promise<DemoR
   delete env.LD_PRELOAD;
   const library = ALLOCATOR_LIBRARIES[variant.allocator];
   if (library !== undefined) env.LD_PRELOAD = library.path;
-  const script = join(__dirname, 'demo-workload.js');
+  // Beside this file: demo-workload.js when compiled, demo-workload.ts under a TypeScript loader
+  // (then the loader's flags, in process.execArgv, are passed on).
+  const compiled = __filename.endsWith('.js');
+  const script = join(__dirname, compiled ? 'demo-workload.js' : 'demo-workload.ts');
+  const nodeArgs = [...(compiled ? [] : process.execArgv), '--expose-gc', script, String(seconds)];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', script, String(seconds)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, nodeArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -89,13 +93,13 @@ export async function demoCommand(argv: readonly string[], out: (text: string) =
       failed.push((error as Error).message);
     }
   }
+  if (flags.json === true) {
+    out(JSON.stringify({ seconds, results, missing, failed }, null, 2));
+    return results.length > 0 ? 0 : 1;
+  }
   if (results.length === 0) {
     for (const line of failed) out(`failed: ${line}`);
     return 1;
-  }
-  if (flags.json === true) {
-    out(JSON.stringify({ seconds, results, missing, failed }, null, 2));
-    return 0;
   }
   out(`\nThe same workload (3 threads, heavy-tailed temporaries, a long-lived cache) for ${seconds} s each:\n`);
   out(demoTable(results));

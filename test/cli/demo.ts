@@ -1,0 +1,21 @@
+import t from 'tap';
+import { demoCommand, demoTable, DEMO_VARIANTS, runVariant } from '../../lib/cli/demo';
+
+t.test('one variant really runs the workload and reports a snapshot taken inside it', async (t) => {
+  const result = await runVariant(DEMO_VARIANTS[0], 1);
+  t.equal(result.snapshot.allocator.name, 'glibc');
+  t.ok(result.requests > 10, `served ${result.requests} requests`);
+  // The three threads keep 20,000 cached slices of 64-1024 B each: at least 10 MiB live.
+  t.ok((result.snapshot.allocatorBytes.allocated ?? 0) > 10 * 1048576, `allocated ${result.snapshot.allocatorBytes.allocated}`);
+  t.match(demoTable([result]), /glibc\s+\d+/);
+});
+
+t.test('demo --json runs every installed variant', async (t) => {
+  let out = '';
+  const code = await demoCommand(['--seconds', '1', '--json'], (s) => (out += s));
+  t.equal(code, 0);
+  const parsed = JSON.parse(out) as { results: Array<{ variant: { label: string }; snapshot: { allocator: { name: string } } }>; missing: string[]; failed: string[] };
+  t.same(parsed.failed, []);
+  t.equal(parsed.results.length + parsed.missing.length, DEMO_VARIANTS.length);
+  for (const r of parsed.results) t.equal(r.snapshot.allocator.name, r.variant.label.split(' ')[0]);
+});
