@@ -1,5 +1,5 @@
 import t from 'tap';
-import { numberFlag, parseArgs, UsageError } from '../../lib/cli/args';
+import { numberFlag, parseArgs } from '../../lib/cli/args';
 
 const spec = { json: 'boolean', seconds: 'string' } as const;
 
