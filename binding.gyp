@@ -50,11 +50,41 @@
     }
   ],
   "conditions": [
+    ["OS=='linux'", {
+      "targets": [
+        {
+          # The preload agent: plain C, the same probes, no Node. -z nodelete: never unloaded.
+          "target_name": "allocscope_agent",
+          "type": "shared_library",
+          "product_name": "allocscope_agent",
+          "product_prefix": "lib",
+          "sources": [
+            "native/probe/allocator_detect.c",
+            "native/probe/glibc_probe.c",
+            "native/probe/jemalloc_probe.c",
+            "native/probe/tcmalloc_probe.c",
+            "native/probe/mimalloc_probe.c",
+            "native/probe/process_probe.c",
+            "native/probe/sample.c",
+            "native/agent/wire.c",
+            "native/agent/agent.c"
+          ],
+          "cflags": ["-fPIC"],
+          "ldflags": ["-Wl,-z,nodelete"],
+          "libraries": ["-lm"]
+        }
+      ]
+    }],
     ["with_fixtures==1", {
       "targets": [
         {
           "target_name": "heap_fixture",
           "sources": ["test/fixtures/heap_fixture.cc"]
+        },
+        {
+          "target_name": "heap_workload",
+          "type": "executable",
+          "sources": ["test/fixtures/heap_workload.c"]
         }
       ]
     }]

@@ -2,6 +2,7 @@
 /** The `allocscope` command. */
 import { AllocscopeError } from '../errors';
 import { UsageError } from './args';
+import { agentLibraryPath } from '../targets/agent';
 import { demoCommand } from './demo';
 import { snapshotCommand } from './snapshot-command';
 
@@ -10,6 +11,7 @@ const USAGE = `usage: allocscope <command> [flags]
 commands:
   snapshot [--json] [--full]   this process's allocator, RSS and ratios (a smoke test)
   demo [--seconds N] [--json]  the same malloc-heavy workload under each installed allocator, compared
+  agent-path                   the path of liballocscope_agent.so, for LD_PRELOAD
   help                         this text`;
 
 export async function main(argv: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
@@ -20,6 +22,9 @@ export async function main(argv: readonly string[], out: (text: string) => void,
         return snapshotCommand(rest, out);
       case 'demo':
         return await demoCommand(rest, out);
+      case 'agent-path':
+        out(agentLibraryPath());
+        return 0;
       case 'help':
       case '--help':
       case '-h':

@@ -1,0 +1,154 @@
+/**
+ * The Agent target: a process that runs liballocscope_agent.so (LD_PRELOAD) or a Node process
+ * that called serve(), read over its Unix socket in the wire format (README "Wire format").
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { assembleSnapshot } from '../assemble';
+import { AllocscopeError, type AllocscopeErrorCode } from '../errors';
+import { readerForRecord } from '../sample';
+import type { AllocatorName, Snapshot } from '../snapshot';
+
+export const WIRE_VERSION = 1;
+/** A response larger than this is refused (stats-text of 64 jemalloc arenas is ~2.6 MB escaped x6). */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** Absolute path of the preload agent, for LD_PRELOAD. */
+export function agentLibraryPath(): string {
+  // lib/targets/agent.ts and dist/targets/agent.js are both two levels below the package root.
+  return join(__dirname, '..', '..', 'build', 'Release', 'liballocscope_agent.so');
+}
+
+/** The effective uid of a process (the agent keys its socket directory by it). */
+function effectiveUid(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^Uid:\s+\d+\s+(\d+)/m.exec(status);
+    return match === null ? null : Number(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+export interface AgentOptions {
+  /** Socket directory; default ALLOCSCOPE_AGENT_DIR or /tmp/allocscope-<target's uid>. */
+  dir?: string;
+  /** Bound on connect + request + response, ms (default 2000). */
+  timeoutMs?: number;
+}
+
+export function agentSocketPath(pid: number, options: AgentOptions = {}): string {
+  const dir = options.dir ?? process.env.ALLOCSCOPE_AGENT_DIR ?? `/tmp/allocscope-${effectiveUid(pid) ?? process.geteuid?.() ?? 0}`;
+  return join(dir, `${pid}.sock`);
+}
+
+/** True when a socket file for this pid exists (the agent may still be gone: a stale socket). */
+export function agentSocketExists(pid: number, options: AgentOptions = {}): boolean {
+  return existsSync(agentSocketPath(pid, options));
+}
+
+function checkPid(pid: unknown): number {
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) {
+    throw new AllocscopeError('EINVAL', `a pid is a positive whole number; got ${String(pid)}.`, { pid });
+  }
+  return pid;
+}
+
+/** One request, one response line. Rejects with EAGENT, EACCES, ETIMEDOUT or EPROTO. */
+export function agentRequest(pid: number, request: Record<string, unknown>, options: AgentOptions = {}): Promise<Record<string, unknown>> {
+  checkPid(pid);
+  const path = agentSocketPath(pid, options);
+  const timeoutMs = options.timeoutMs ?? 2000;
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (code: AllocscopeErrorCode, message: string) => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      reject(new AllocscopeError(code, message, { pid, path }));
+    };
+    const timer = setTimeout(() => fail('ETIMEDOUT', `the agent of pid ${pid} did not answer within ${timeoutMs} ms.`), timeoutMs);
+    timer.unref();
+    socket.on('connect', () => socket.write(`${JSON.stringify({ v: WIRE_VERSION, ...request })}\n`));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (error.code === 'ENOENT') {
+        fail('EAGENT', `no allocscope agent socket for pid ${pid} at ${path}. Start the process with LD_PRELOAD=${agentLibraryPath()} (npx allocscope agent-path), or call serve() in a Node process.`);
+      } else if (error.code === 'ECONNREFUSED') {
+        fail('EAGENT', `the socket ${path} is stale: no agent is listening for pid ${pid} (the process ended, or was killed).`);
+      } else if (error.code === 'EACCES' || error.code === 'EPERM') {
+        fail('EACCES', `not allowed to reach the agent of pid ${pid} (${path}): only its own user or root may.`);
+      } else {
+        fail('EAGENT', `the agent of pid ${pid} could not be reached: ${error.message}.`);
+      }
+    });
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > MAX_RESPONSE_BYTES) return fail('EPROTO', `the agent of pid ${pid} sent more than ${MAX_RESPONSE_BYTES} bytes.`);
+      const newline = chunk.indexOf(10);
+      if (newline < 0) return;
+      clearTimeout(timer);
+      const line = Buffer.concat(chunks).toString('utf8');
+      let response: Record<string, unknown>;
+      try {
+        response = JSON.parse(line.slice(0, line.indexOf('\n'))) as Record<string, unknown>;
+      } catch {
+        return fail('EPROTO', `the peer at ${path} did not answer in the allocscope wire format.`);
+      }
+      if (response === null || typeof response !== 'object' || response.v !== WIRE_VERSION) {
+        return fail('EPROTO', `the peer at ${path} speaks another protocol version (${String((response as { v?: unknown })?.v)}).`);
+      }
+      if (response.ok !== true) {
+        const error = (response.error ?? {}) as { code?: string; message?: string };
+        const known: AllocscopeErrorCode[] = ['EACCES', 'EPROTO', 'ENOALLOCATOR', 'EAGENT', 'EINVAL'];
+        const code = known.includes(error.code as AllocscopeErrorCode) ? (error.code as AllocscopeErrorCode) : 'EAGENT';
+        return fail(code, `the agent of pid ${pid} refused: ${error.message ?? 'no reason given'}.`);
+      }
+      settled = true;
+      socket.end();
+      resolve(response);
+    });
+    socket.on('close', () => fail('EPROTO', `the agent of pid ${pid} closed the connection without an answer.`));
+  });
+}
+
+interface WireAllocator {
+  name: string;
+  version: string;
+  detectedBy: string;
+}
+
+/** A Snapshot of another process through its agent (level 'agent'). */
+export async function readAgentSnapshot(pid: number, options: AgentOptions & { detail?: 'summary' | 'full' } = {}): Promise<Snapshot> {
+  const start = process.hrtime.bigint();
+  const response = await agentRequest(pid, { op: 'snapshot', detail: options.detail ?? 'summary' }, options);
+  const slots = (response.slots ?? {}) as Record<string, unknown>;
+  const allocator = (response.allocator ?? {}) as WireAllocator;
+  const read = readerForRecord(slots);
+  return assembleSnapshot({
+    read,
+    slotNames: Object.keys(slots),
+    pid,
+    time: typeof response.time === 'number' ? response.time : Date.now(),
+    source: 'agent',
+    level: 'agent',
+    levelNote: null,
+    allocator: {
+      name: (allocator.name ?? 'unknown') as AllocatorName,
+      version: allocator.version ? allocator.version : null,
+      detectedBy: allocator.detectedBy ?? 'reported by the agent',
+    },
+    v8Bytes: null,
+    costNs: Number(process.hrtime.bigint() - start),
+  });
+}
+
+/** Asks the target's agent to release free memory the allocator's way; RSS before/after. */
+export async function agentTrim(pid: number, pad = 0, options: AgentOptions = {}): Promise<Record<string, unknown>> {
+  return agentRequest(pid, { op: 'trim', pad }, options);
+}

@@ -1,0 +1,426 @@
+/*
+ * liballocscope_agent.so: preloaded into any dynamically linked program
+ * (LD_PRELOAD=.../liballocscope_agent.so, alone or after an allocator library), it serves the
+ * program's allocator snapshot on a Unix socket, in the wire format of wire.h.
+ *
+ * Its promises (DESIGN.md "The agent's promises"), and how each is kept:
+ * - never crashes, blocks or signals its host: all work happens on one thread of its own, started
+ *   with every signal blocked (the host may expect one particular thread to take its signals,
+ *   heaptrack bugs.kde.org 378494); sends use MSG_NOSIGNAL, so a client that goes away cannot
+ *   SIGPIPE the host (heaptrack's collector dying kills its target that way, references/
+ *   external.md §1.4); every socket read and write has a timeout, and connections are served one
+ *   at a time, so a stalled client delays only other clients;
+ * - nothing on the host's malloc path: no function of the host is wrapped or hooked;
+ * - no output on the host's stdout or stderr: failures are silent; the client reports them;
+ * - the socket lives in a 0700 directory owned by the host's uid (a directory someone else made,
+ *   or a symlink, is refused), with mode 0600, and every peer's uid is checked (SO_PEERCRED: the
+ *   same uid or root);
+ * - after fork the child serves its own pid on its own socket, never the parent's;
+ * - it is never unloaded (-z nodelete), so no dlclose can pull code from under its thread.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../probe/allocator_detect.h"
+#include "../probe/glibc_probe.h"
+#include "../probe/jemalloc_probe.h"
+#include "../probe/mimalloc_probe.h"
+#include "../probe/process_probe.h"
+#include "../probe/sample.h"
+#include "../probe/tcmalloc_probe.h"
+#include "wire.h"
+
+#define AGENT_VERSION "0.1.0"
+/* Per-connection bounds: a request must arrive within this time, a response leave within it. */
+#define IO_TIMEOUT_SECONDS 2
+#define MAX_REQUESTS_PER_CONNECTION 64
+/* stats-text can be megabytes (jemalloc "J" with 64 arenas: 2.6 MB, limits.md §2). */
+#define MAX_STATS_TEXT (16 * 1024 * 1024)
+
+static int listen_fd = -1;
+static pid_t served_pid = 0;
+static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+/* ---- the socket ---- */
+
+static int socket_directory(char *out, size_t cap) {
+  const char *configured = getenv("ALLOCSCOPE_AGENT_DIR");
+  int n = configured != NULL && configured[0] != '\0'
+              ? snprintf(out, cap, "%s", configured)
+              : snprintf(out, cap, "/tmp/allocscope-%u", (unsigned)geteuid());
+  return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Creates or accepts the directory only if it is a real directory (not a symlink), owned by us,
+   with no access for group or others. */
+static int trusted_directory(const char *dir) {
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1; /* a symlink fails here with ELOOP */
+  struct stat st;
+  int ok = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077) == 0;
+  close(fd);
+  return ok ? 0 : -1;
+}
+
+static int open_socket(void) {
+  char dir[80];
+  if (socket_directory(dir, sizeof(dir)) != 0 || trusted_directory(dir) != 0) return -1;
+  pid_t pid = getpid();
+  int n = snprintf(socket_path, sizeof(socket_path), "%s/%d.sock", dir, (int)pid);
+  if (n <= 0 || (size_t)n >= sizeof(socket_path)) return -1;
+  /* A socket left by an earlier process with this pid: remove it if it is ours. */
+  struct stat st;
+  if (lstat(socket_path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) return -1;
+    unlink(socket_path);
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof(address));
+  address.sun_family = AF_UNIX;
+  memcpy(address.sun_path, socket_path, (size_t)n + 1);
+  if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || chmod(socket_path, 0600) != 0 ||
+      lstat(socket_path, &st) != 0 || !S_ISSOCK(st.st_mode) || (st.st_mode & 077) != 0 ||
+      listen(fd, 16) != 0) {
+    close(fd);
+    unlink(socket_path);
+    return -1;
+  }
+  served_pid = pid;
+  return fd;
+}
+
+/* ---- sending ---- */
+
+static int send_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static char response[64 * 1024];
+
+static int send_error(int fd, const char *code, const char *message) {
+  asw_writer w;
+  asw_init(&w, response, sizeof(response));
+  asw_raw(&w, "{\"v\":1,\"ok\":false,\"error\":{\"code\":");
+  asw_string(&w, code);
+  asw_raw(&w, ",\"message\":");
+  asw_string(&w, message);
+  asw_raw(&w, "}}\n");
+  return send_all(fd, response, w.len);
+}
+
+static double wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+}
+
+static void write_allocator(asw_writer *w, const asp_allocator *a) {
+  asw_key(w, "allocator", 0);
+  asw_raw(w, "{");
+  asw_key(w, "name", 1);
+  asw_string(w, asp_allocator_name(a->kind));
+  asw_key(w, "version", 0);
+  asw_string(w, a->version);
+  asw_key(w, "detectedBy", 0);
+  asw_string(w, a->detected_by);
+  asw_key(w, "mallocLibrary", 0);
+  asw_string(w, a->malloc_library);
+  asw_key(w, "symbolPrefix", 0);
+  asw_string(w, a->symbol_prefix);
+  asw_raw(w, "}");
+}
+
+static void write_head(asw_writer *w, const char *op) {
+  asw_raw(w, "{\"v\":1,\"ok\":true,\"op\":");
+  asw_string(w, op);
+  asw_key(w, "pid", 0);
+  asw_number(w, (double)getpid());
+}
+
+static int finish(int fd, asw_writer *w) {
+  asw_raw(w, "}\n");
+  if (w->overflow) return send_error(fd, "EAGENT", "the response did not fit the agent's buffer");
+  return send_all(fd, w->buf, w->len);
+}
+
+static int answer_info(int fd, const asp_allocator *a) {
+  asw_writer w;
+  asw_init(&w, response, sizeof(response));
+  write_head(&w, "info");
+  asw_key(&w, "agentVersion", 0);
+  asw_string(&w, AGENT_VERSION);
+  asw_key(&w, "protocol", 0);
+  asw_number(&w, ASW_VERSION);
+  write_allocator(&w, a);
+  return finish(fd, &w);
+}
+
+static int answer_snapshot(int fd, const asp_allocator *a, int with_status) {
+  double slots[ASP_SAMPLE_SLOT_COUNT];
+  double time = wall_ms();
+  asp_sample(a->kind, ASP_SAMPLE_WITH_ALLOCATOR | (with_status ? ASP_SAMPLE_WITH_STATUS : 0), slots);
+  asw_writer w;
+  asw_init(&w, response, sizeof(response));
+  write_head(&w, "snapshot");
+  asw_key(&w, "time", 0);
+  asw_number(&w, time);
+  write_allocator(&w, a);
+  asw_key(&w, "slots", 0);
+  asw_raw(&w, "{");
+  int first = 1;
+  for (int i = 0; i < ASP_SAMPLE_SLOT_COUNT; i++) {
+    if (slots[i] != slots[i]) continue; /* NaN: the source did not provide it */
+    asw_key(&w, asp_sample_slot_names[i], first);
+    asw_number(&w, slots[i]);
+    first = 0;
+  }
+  asw_raw(&w, "}");
+  return finish(fd, &w);
+}
+
+static double rss_bytes(void) {
+  asp_statm statm;
+  return asp_read_statm(&statm) == 0 ? (double)statm.resident_pages * (double)asp_page_size() : -1;
+}
+
+static int answer_trim(int fd, const asp_allocator *a, long long pad) {
+  char action[64];
+  double before = rss_bytes();
+  int64_t start = asp_monotonic_ns();
+  int done = 0;
+  switch (a->kind) {
+    case ASP_ALLOCATOR_GLIBC:
+      snprintf(action, sizeof(action), "malloc_trim(%lld)", pad);
+      done = asp_glibc_malloc_trim((size_t)pad) >= 0;
+      break;
+    case ASP_ALLOCATOR_JEMALLOC:
+      snprintf(action, sizeof(action), "mallctl arena.%d.purge", ASP_JE_ARENAS_ALL);
+      done = asp_je_purge() == 0;
+      break;
+    case ASP_ALLOCATOR_TCMALLOC:
+      snprintf(action, sizeof(action), "MallocExtension_ReleaseFreeMemory()");
+      done = asp_tc_release_free_memory() == 0;
+      break;
+    case ASP_ALLOCATOR_MIMALLOC:
+      snprintf(action, sizeof(action), "mi_collect(true)");
+      done = asp_mi_collect(1) == 0;
+      break;
+    default:
+      break;
+  }
+  if (!done) return send_error(fd, "ENOALLOCATOR", "this process's allocator has no release call allocscope knows");
+  int64_t duration = asp_monotonic_ns() - start;
+  double after = rss_bytes();
+  asw_writer w;
+  asw_init(&w, response, sizeof(response));
+  write_head(&w, "trim");
+  asw_key(&w, "allocator", 0);
+  asw_string(&w, asp_allocator_name(a->kind));
+  asw_key(&w, "action", 0);
+  asw_string(&w, action);
+  asw_key(&w, "rssBeforeBytes", 0);
+  asw_number(&w, before);
+  asw_key(&w, "rssAfterBytes", 0);
+  asw_number(&w, after);
+  asw_key(&w, "durationNs", 0);
+  asw_number(&w, (double)duration);
+  return finish(fd, &w);
+}
+
+/* stats-text: the allocator's own report, escaped into a JSON string of bounded size. */
+typedef struct {
+  char *text;
+  size_t len;
+  size_t cap;
+} growing_text;
+
+static void append_text(void *opaque, const char *text) {
+  growing_text *g = opaque;
+  size_t n = strlen(text);
+  if (g->text == NULL || g->len + n + 1 > g->cap) {
+    size_t cap = g->cap == 0 ? 64 * 1024 : g->cap;
+    while (g->len + n + 1 > cap) cap *= 2;
+    if (cap > MAX_STATS_TEXT) return; /* truncated: better than unbounded */
+    char *grown = realloc(g->text, cap);
+    if (grown == NULL) return;
+    g->text = grown;
+    g->cap = cap;
+  }
+  memcpy(g->text + g->len, text, n + 1);
+  g->len += n;
+}
+
+static int answer_stats_text(int fd, const asp_allocator *a) {
+  growing_text g = {NULL, 0, 0};
+  const char *format = "none";
+  if (a->kind == ASP_ALLOCATOR_JEMALLOC) {
+    format = "jemalloc-json";
+    asp_je_stats_print(append_text, &g, "J");
+  } else if (a->kind == ASP_ALLOCATOR_GLIBC) {
+    format = "malloc_info-xml";
+    size_t len = 0;
+    char *xml = asp_glibc_malloc_info(&len);
+    if (xml != NULL) {
+      append_text(&g, xml);
+      free(xml);
+    }
+  } else if (a->kind == ASP_ALLOCATOR_TCMALLOC) {
+    format = "tcmalloc-text";
+    static char text[256 * 1024];
+    if (asp_tc_stats_text(text, (int)sizeof(text)) == 0) append_text(&g, text);
+  }
+  /* Escaping can grow text up to 6x; size the writer for it. */
+  size_t cap = g.len * 6 + 1024;
+  char *buf = malloc(cap);
+  if (buf == NULL) {
+    free(g.text);
+    return send_error(fd, "EAGENT", "out of memory for the stats text");
+  }
+  asw_writer w;
+  asw_init(&w, buf, cap);
+  write_head(&w, "stats-text");
+  asw_key(&w, "format", 0);
+  asw_string(&w, format);
+  asw_key(&w, "text", 0);
+  asw_string_n(&w, g.text != NULL ? g.text : "", g.len);
+  int rc = finish(fd, &w);
+  free(buf);
+  free(g.text);
+  return rc;
+}
+
+/* ---- serving ---- */
+
+static int peer_allowed(int fd) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return 0;
+  return cred.uid == geteuid() || cred.uid == 0;
+}
+
+static void serve_connection(int fd) {
+  struct timeval timeout = {IO_TIMEOUT_SECONDS, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  if (!peer_allowed(fd)) {
+    send_error(fd, "EACCES", "only the process's own user or root may read its allocator");
+    return;
+  }
+  asp_allocator allocator;
+  asp_detect_allocator(&allocator);
+  char line[ASW_MAX_REQUEST + 2];
+  size_t used = 0;
+  for (int served = 0; served < MAX_REQUESTS_PER_CONNECTION;) {
+    ssize_t n = recv(fd, line + used, sizeof(line) - 1 - used, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return; /* EOF, timeout or error: the connection ends, the host is untouched */
+    used += (size_t)n;
+    char *newline;
+    while ((newline = memchr(line, '\n', used)) != NULL && served < MAX_REQUESTS_PER_CONNECTION) {
+      size_t len = (size_t)(newline - line);
+      asw_request request;
+      asw_parse_request(line, len, &request);
+      int rc;
+      switch (request.op) {
+        case ASW_OP_INFO: rc = answer_info(fd, &allocator); break;
+        case ASW_OP_SNAPSHOT: rc = answer_snapshot(fd, &allocator, request.with_status); break;
+        case ASW_OP_TRIM: rc = answer_trim(fd, &allocator, request.pad); break;
+        case ASW_OP_STATS_TEXT: rc = answer_stats_text(fd, &allocator); break;
+        default: rc = send_error(fd, "EPROTO", request.error != NULL ? request.error : "invalid request");
+      }
+      if (rc != 0) return;
+      served++;
+      used -= len + 1;
+      memmove(line, newline + 1, used);
+    }
+    if (used >= sizeof(line) - 1) {
+      send_error(fd, "EPROTO", "request longer than 4096 bytes");
+      return;
+    }
+  }
+}
+
+static void *serve(void *unused) {
+  (void)unused;
+  for (;;) {
+    int client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (client < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* The host is short of descriptors or memory: step back instead of spinning. */
+        struct timespec pause = {0, 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        continue;
+      }
+      return NULL; /* the listening socket is gone */
+    }
+    serve_connection(client);
+    close(client);
+  }
+}
+
+static void start_agent(void) {
+  const char *disabled = getenv("ALLOCSCOPE_AGENT_DISABLE");
+  if (disabled != NULL && disabled[0] == '1') return;
+  listen_fd = open_socket();
+  if (listen_fd < 0) return;
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous); /* the new thread inherits this mask */
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, serve, NULL) == 0) {
+    pthread_setname_np(thread, "allocscope");
+  } else {
+    close(listen_fd);
+    unlink(socket_path);
+    listen_fd = -1;
+  }
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+}
+
+static void after_fork_in_child(void) {
+  /* The inherited descriptor listens on the parent's socket; the agent thread did not survive
+     the fork. Let go of the parent's socket (never unlink it: it is still the parent's) and
+     serve this child on its own. */
+  if (listen_fd >= 0) close(listen_fd);
+  listen_fd = -1;
+  served_pid = 0;
+  start_agent();
+}
+
+__attribute__((constructor)) static void agent_load(void) {
+  pthread_atfork(NULL, NULL, after_fork_in_child);
+  start_agent();
+}
+
+__attribute__((destructor)) static void agent_unload(void) {
+  /* At exit, remove this process's socket (a forked child never removes its parent's). */
+  if (served_pid == getpid() && socket_path[0] != '\0') unlink(socket_path);
+}

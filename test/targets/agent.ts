@@ -1,0 +1,174 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import schema from '../../schema/snapshot.v1.json';
+import { agentLibraryPath, agentRequest, agentSocketExists, agentSocketPath, agentTrim, readAgentSnapshot } from '../../lib/targets/agent';
+import { PRELOADABLE, skipUnlessInstalled } from '../helpers/child';
+import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
+
+const validate = new Ajv2020().compile(schema);
+const running: Workload[] = [];
+t.teardown(() => running.forEach((w) => w.stop()));
+
+async function start(args: string[], options: Parameters<typeof startWorkload>[1] = {}): Promise<Workload> {
+  const workload = await startWorkload(args, options);
+  running.push(workload);
+  return workload;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Sends raw bytes on a fresh connection and collects the reply lines. */
+function rawExchange(path: string, payload: string, expectLines: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    let text = '';
+    socket.on('connect', () => socket.write(payload));
+    socket.on('data', (chunk) => {
+      text += chunk;
+      if (text.split('\n').length - 1 >= expectLines) {
+        socket.end();
+        resolve(text.split('\n').slice(0, expectLines));
+      }
+    });
+    socket.on('error', reject);
+    setTimeout(() => reject(new Error('no reply')), 3000).unref();
+  });
+}
+
+t.test('agent-path names a built shared library', async (t) => {
+  t.ok(existsSync(agentLibraryPath()), agentLibraryPath());
+});
+
+for (const name of PRELOADABLE) {
+  t.test(`${name}: snapshots from inside a C process through the agent`, { skip: skipUnlessInstalled(name) }, async (t) => {
+    const w = await start(['leak', '65536', '10', '0'], { allocator: name });
+    t.ok(await waitFor(() => agentSocketExists(w.pid), 2000), 'socket appears');
+    const first = await readAgentSnapshot(w.pid);
+    await sleep(400);
+    const second = await readAgentSnapshot(w.pid, { detail: 'full' });
+    t.equal(first.allocator.name, name, first.allocator.detectedBy);
+    t.equal(first.source, 'agent');
+    t.equal(first.level, 'agent');
+    t.equal(first.pid, w.pid);
+    t.ok(validate(first) && validate(second), JSON.stringify(validate.errors));
+    t.ok((second.processBytes.rss ?? 0) > (first.processBytes.rss ?? 0), 'RSS grows with the leak');
+    t.not(second.processBytes.rssFile, null, "detail 'full' reads status");
+    if (name !== 'mimalloc') {
+      const grown = (second.allocatorBytes.allocated ?? 0) - (first.allocatorBytes.allocated ?? 0);
+      // 64 KiB every 10 ms for 400 ms: ~2.5 MiB; at least 1 MiB even on a slow machine.
+      t.ok(grown > 1048576, `allocated grew ${grown} bytes`);
+    }
+    const trim = await agentTrim(w.pid);
+    t.equal(typeof trim.rssBeforeBytes, 'number');
+    t.match(String(trim.action), /trim|purge|Release|collect/);
+    const info = await agentRequest(w.pid, { op: 'info' });
+    t.equal((info.allocator as { name: string }).name, name);
+    const stats = await agentRequest(w.pid, { op: 'stats-text' });
+    if (name === 'jemalloc') t.ok(JSON.parse(String(stats.text)).jemalloc, 'jemalloc stats JSON');
+    if (name === 'glibc') t.match(String(stats.text), /^<malloc version="1">/);
+    if (name === 'tcmalloc') t.match(String(stats.text), /MALLOC:/);
+  });
+}
+
+t.test('hostile clients: dropped mid-response, 1000 malformed requests; the host lives on', async (t) => {
+  const w = await start(['steady', '100', '5', '0'], { allocator: 'glibc' });
+  t.ok(await waitFor(() => agentSocketExists(w.pid), 2000));
+  const path = agentSocketPath(w.pid);
+  // Clients that ask for the largest answer and vanish at once: the agent's send fails with
+  // EPIPE/ECONNRESET, never SIGPIPE (MSG_NOSIGNAL).
+  for (let i = 0; i < 50; i++) {
+    const socket = createConnection(path);
+    socket.on('error', () => {});
+    socket.on('connect', () => {
+      socket.write('{"v":1,"op":"stats-text"}\n{"v":1,"op":"snapshot"}\n');
+      socket.destroy();
+    });
+  }
+  await sleep(300);
+  t.ok(alive(w.pid), 'host alive after 50 dropped clients');
+  let protocolErrors = 0;
+  const garbage = ['not json', '{}', '{"v":2,"op":"snapshot"}', '{"v":1,"op":"explode"}', '{"v":1,"op":"trim","pad":-5}', '[1,2]', '{"v":1', '\u0001\u0002', '{"v":"1","op":"info"}', '{"op":"info"}'];
+  for (let batch = 0; batch < 20; batch++) {
+    const payload = Array.from({ length: 50 }, (_, i) => garbage[(batch + i) % garbage.length]).join('\n') + '\n';
+    const lines = await rawExchange(path, payload, 50);
+    protocolErrors += lines.filter((l) => JSON.parse(l).error?.code === 'EPROTO').length;
+  }
+  t.equal(protocolErrors, 1000, '1000 malformed requests, 1000 EPROTO answers');
+  const tooLong = await rawExchange(path, `{"v":1,"op":"${'x'.repeat(5000)}"}\n`, 1);
+  t.equal(JSON.parse(tooLong[0]).error.code, 'EPROTO', 'an over-long request is refused');
+  const after = await readAgentSnapshot(w.pid);
+  t.equal(after.pid, w.pid, 'still serving');
+  t.ok(alive(w.pid));
+});
+
+t.test('another uid cannot reach the agent', async (t) => {
+  const w = await start(['steady', '10', '5', '0'], { allocator: 'glibc' });
+  t.ok(await waitFor(() => agentSocketExists(w.pid), 2000));
+  const script = `require('net').createConnection(${JSON.stringify(agentSocketPath(w.pid))}).on('error', (e) => { console.log(e.code); process.exit(0); }).on('data', (d) => { console.log('DATA ' + d); process.exit(0); }).on('connect', function () { this.write('{"v":1,"op":"snapshot"}\\n'); });`;
+  const asNobody = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10000 });
+  t.equal(asNobody.stdout.trim(), 'EACCES', `nobody was refused: ${asNobody.stdout}${asNobody.stderr}`);
+  t.ok(alive(w.pid));
+});
+
+t.test('a socket directory the agent cannot trust is refused (and the host is unaffected)', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'allocscope-test-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  const planted = join(base, 'planted');
+  mkdirSync(planted, { mode: 0o700 });
+  chownSync(planted, 65534, 65534);
+  const open = join(base, 'open');
+  mkdirSync(open, { mode: 0o755 });
+  const real = join(base, 'real');
+  mkdirSync(real, { mode: 0o700 });
+  const link = join(base, 'link');
+  symlinkSync(real, link);
+  for (const [label, dir] of [['owned by another user', planted], ['readable by others (0755)', open], ['a symlink', link]] as const) {
+    const w = await start(['steady', '10', '5', '0'], { allocator: 'glibc', env: { ALLOCSCOPE_AGENT_DIR: dir } });
+    await sleep(300);
+    t.notOk(agentSocketExists(w.pid, { dir }), `${label}: no socket`);
+    t.notOk(existsSync(join(real, `${w.pid}.sock`)), `${label}: nothing written through the link`);
+    t.ok(alive(w.pid), `${label}: host alive`);
+    await t.rejects(readAgentSnapshot(w.pid, { dir }), { code: 'EAGENT' });
+  }
+  const trusted = await start(['steady', '10', '5', '0'], { allocator: 'glibc', env: { ALLOCSCOPE_AGENT_DIR: real } });
+  t.ok(await waitFor(() => agentSocketExists(trusted.pid, { dir: real }), 2000), 'a 0700 directory of ours is used');
+  t.equal((await readAgentSnapshot(trusted.pid, { dir: real })).pid, trusted.pid);
+});
+
+t.test('after fork, parent and child each serve their own pid', async (t) => {
+  const w = await start(['fork', '10', '5', '0'], { allocator: 'glibc' });
+  t.ok(await waitFor(() => w.lines.some((l) => l.startsWith('child ')), 2000));
+  const childPid = Number(w.lines.find((l) => l.startsWith('child '))?.split(' ')[1]);
+  t.teardown(() => {
+    try {
+      process.kill(childPid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  });
+  t.ok(await waitFor(() => agentSocketExists(childPid), 2000), 'the child has its own socket');
+  t.equal((await readAgentSnapshot(w.pid)).pid, w.pid);
+  t.equal((await readAgentSnapshot(childPid)).pid, childPid);
+});
+
+t.test('client errors: no socket, stale socket, bad pid', async (t) => {
+  await t.rejects(readAgentSnapshot(999_999_999), { code: 'EAGENT' });
+  await t.rejects(readAgentSnapshot(-1), { code: 'EINVAL' });
+  const w = await start(['steady', '10', '5', '0'], { allocator: 'glibc' });
+  t.ok(await waitFor(() => agentSocketExists(w.pid), 2000));
+  w.stop(); // SIGKILL: the destructor cannot remove the socket
+  await waitFor(() => !alive(w.pid), 2000);
+  await t.rejects(readAgentSnapshot(w.pid), { code: 'EAGENT' }, 'a stale socket is reported, not trusted');
+});
