@@ -4,19 +4,20 @@ export class UsageError extends Error {}
 UsageError.prototype.name = 'UsageError';
 
 export interface FlagSpec {
-  /** 'boolean' flags take no value; 'string' flags take the next argument or --flag=value. */
-  [flag: string]: 'boolean' | 'string';
+  /** 'boolean' flags take no value; 'string' flags take the next argument or --flag=value;
+      'strings' flags may repeat and collect every value. */
+  [flag: string]: 'boolean' | 'string' | 'strings';
 }
 
 export interface ParsedArgs {
-  flags: Record<string, string | boolean>;
+  flags: Record<string, string | boolean | string[]>;
   positional: string[];
   /** Everything after a bare `--`. */
   rest: string[];
 }
 
 export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
-  const flags: Record<string, string | boolean> = {};
+  const flags: ParsedArgs['flags'] = {};
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -34,14 +35,19 @@ export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
     if (kind === 'boolean') {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`);
       flags[name] = true;
-    } else if (eq >= 0) {
-      flags[name] = arg.slice(eq + 1);
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) {
+      value = arg.slice(eq + 1);
     } else {
-      const value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value`);
-      flags[name] = value;
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+      value = next;
       i++;
     }
+    if (kind === 'strings') flags[name] = [...((flags[name] as string[] | undefined) ?? []), value];
+    else flags[name] = value;
   }
   return { flags, positional, rest: [] };
 }

@@ -2,7 +2,7 @@
  * The Agent target: a process that runs liballocscope_agent.so (LD_PRELOAD) or a Node process
  * that called serve(), read over its Unix socket in the wire format (README "Wire format").
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { assembleSnapshot } from '../assemble';
@@ -20,32 +20,59 @@ export function agentLibraryPath(): string {
   return join(__dirname, '..', '..', 'build', 'Release', 'liballocscope_agent.so');
 }
 
-/** The effective uid of a process (the agent keys its socket directory by it). */
-function effectiveUid(pid: number): number | null {
+/** Real and effective uid, and the parent pid, of a process (from /proc/PID/status). */
+function identity(pid: number): { uids: number[]; ppid: number | null } {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = /^Uid:\s+\d+\s+(\d+)/m.exec(status);
-    return match === null ? null : Number(match[1]);
+    const uid = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+    const ppid = /^PPid:\s+(\d+)/m.exec(status);
+    return { uids: uid === null ? [] : [Number(uid[2]), Number(uid[1])], ppid: ppid === null ? null : Number(ppid[1]) };
   } catch {
-    return null;
+    return { uids: [], ppid: null };
   }
 }
 
 export interface AgentOptions {
-  /** Socket directory; default ALLOCSCOPE_AGENT_DIR or /tmp/allocscope-<target's uid>. */
+  /** Socket directory; default ALLOCSCOPE_AGENT_DIR or /tmp/allocscope-<uid>. */
   dir?: string;
   /** Bound on connect + request + response, ms (default 2000). */
   timeoutMs?: number;
 }
 
+/**
+ * Where the agent of `pid` keeps its socket. The agent names its directory by its euid when it
+ * starts (or, after fork, when the child starts); servers that fork workers and then drop
+ * privileges (nginx, Apache) leave a worker's socket under the parent's uid. So the candidates are
+ * the target's effective and real uid, then its parent's effective uid; the first with a socket
+ * wins, else the first candidate.
+ */
 export function agentSocketPath(pid: number, options: AgentOptions = {}): string {
-  const dir = options.dir ?? process.env.ALLOCSCOPE_AGENT_DIR ?? `/tmp/allocscope-${effectiveUid(pid) ?? process.geteuid?.() ?? 0}`;
-  return join(dir, `${pid}.sock`);
+  const configured = options.dir ?? process.env.ALLOCSCOPE_AGENT_DIR;
+  if (configured !== undefined && configured !== '') return join(configured, `${pid}.sock`);
+  const own = identity(pid);
+  const parentUid = own.ppid !== null && own.ppid > 0 ? identity(own.ppid).uids[0] : undefined;
+  const uids = [...new Set([...own.uids, ...(parentUid !== undefined ? [parentUid] : []), process.geteuid?.() ?? 0])];
+  const candidates = uids.map((uid) => join(`/tmp/allocscope-${uid}`, `${pid}.sock`));
+  return candidates.find((path) => existsSync(path)) ?? candidates[0];
 }
 
 /** True when a socket file for this pid exists (the agent may still be gone: a stale socket). */
 export function agentSocketExists(pid: number, options: AgentOptions = {}): boolean {
   return existsSync(agentSocketPath(pid, options));
+}
+
+/**
+ * A killed process cannot remove its socket (destructors do not run on SIGKILL). Once its pid is
+ * gone, the file is only litter: remove it, if it is a socket of our own.
+ */
+function removeIfStale(path: string, pid: number): void {
+  try {
+    if (existsSync(`/proc/${pid}`)) return;
+    const st = lstatSync(path);
+    if (st.isSocket() && st.uid === process.geteuid?.()) unlinkSync(path);
+  } catch {
+    /* nothing to tidy */
+  }
 }
 
 function checkPid(pid: unknown): number {
@@ -79,6 +106,7 @@ export function agentRequest(pid: number, request: Record<string, unknown>, opti
       if (error.code === 'ENOENT') {
         fail('EAGENT', `no allocscope agent socket for pid ${pid} at ${path}. Start the process with LD_PRELOAD=${agentLibraryPath()} (npx allocscope agent-path), or call serve() in a Node process.`);
       } else if (error.code === 'ECONNREFUSED') {
+        removeIfStale(path, pid);
         fail('EAGENT', `the socket ${path} is stale: no agent is listening for pid ${pid} (the process ended, or was killed).`);
       } else if (error.code === 'EACCES' || error.code === 'EPERM') {
         fail('EACCES', `not allowed to reach the agent of pid ${pid} (${path}): only its own user or root may.`);

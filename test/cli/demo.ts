@@ -1,5 +1,7 @@
 import t from 'tap';
-import { demoCommand, demoTable, DEMO_VARIANTS, runVariant } from '../../lib/cli/demo';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { demoTable, DEMO_VARIANTS, runVariant } from '../../lib/cli/demo';
 
 t.test('one variant really runs the workload and reports a snapshot taken inside it', async (t) => {
   const result = await runVariant(DEMO_VARIANTS[0], 1);
@@ -10,11 +12,11 @@ t.test('one variant really runs the workload and reports a snapshot taken inside
   t.match(demoTable([result]), /glibc\s+\d+/);
 });
 
-t.test('demo --json runs every installed variant', async (t) => {
-  let out = '';
-  const code = await demoCommand(['--seconds', '1', '--json'], (s) => (out += s));
-  t.equal(code, 0);
-  const parsed = JSON.parse(out) as { results: Array<{ variant: { label: string }; snapshot: { allocator: { name: string } } }>; missing: string[]; failed: string[] };
+t.test('allocscope demo --json runs every installed variant (the compiled CLI, as npm run demo does)', async (t) => {
+  const bin = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+  const result = spawnSync(process.execPath, [bin, 'demo', '--seconds', '1', '--json'], { encoding: 'utf8', timeout: 180_000 });
+  t.equal(result.status, 0, result.stderr);
+  const parsed = JSON.parse(result.stdout) as { results: Array<{ variant: { label: string }; snapshot: { allocator: { name: string } } }>; missing: string[]; failed: string[] };
   t.same(parsed.failed, []);
   t.equal(parsed.results.length + parsed.missing.length, DEMO_VARIANTS.length);
   for (const r of parsed.results) t.equal(r.snapshot.allocator.name, r.variant.label.split(' ')[0]);

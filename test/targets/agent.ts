@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import schema from '../../schema/snapshot.v1.json';
 import { agentLibraryPath, agentRequest, agentSocketExists, agentSocketPath, agentTrim, readAgentSnapshot } from '../../lib/targets/agent';
+import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
 import { PRELOADABLE, skipUnlessInstalled } from '../helpers/child';
+import { ab, nginxSkip, startNginx } from '../helpers/nginx';
 import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
 
 const validate = new Ajv2020().compile(schema);
@@ -171,4 +173,22 @@ t.test('client errors: no socket, stale socket, bad pid', async (t) => {
   w.stop(); // SIGKILL: the destructor cannot remove the socket
   await waitFor(() => !alive(w.pid), 2000);
   await t.rejects(readAgentSnapshot(w.pid), { code: 'EAGENT' }, 'a stale socket is reported, not trusted');
+});
+
+t.test('a real nginx (master and forked, privilege-dropping workers) under jemalloc and the agent', { skip: skipUnlessInstalled('jemalloc') || nginxSkip() }, async (t) => {
+  const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: `${ALLOCATOR_LIBRARIES.jemalloc?.path}:${agentLibraryPath()}` };
+  const server = await startNginx(env);
+  t.teardown(() => server.stop());
+  const load = ab(server.port, 5000);
+  t.equal(load.complete, 5000);
+  t.equal(load.failed, 0, 'no failed requests');
+  const pids = [server.master, ...server.workers()];
+  t.equal(pids.length, 3, 'master and two workers');
+  for (const pid of pids) {
+    t.ok(await waitFor(() => agentSocketExists(pid), 2000), `socket for ${pid}`);
+    const s = await readAgentSnapshot(pid);
+    t.equal(s.pid, pid);
+    t.equal(s.allocator.name, 'jemalloc', 'allocator figures from inside nginx');
+    t.ok((s.allocatorBytes.allocated ?? 0) > 0 && (s.processBytes.rss ?? 0) > 0);
+  }
 });
