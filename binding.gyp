@@ -45,7 +45,8 @@
         "native/addon/glibc_binding.cc",
         "native/addon/jemalloc_binding.cc",
         "native/addon/tcmalloc_binding.cc",
-        "native/addon/mimalloc_binding.cc"
+        "native/addon/mimalloc_binding.cc",
+        "native/addon/socket_binding.cc"
       ]
     }
   ],

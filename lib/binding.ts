@@ -83,6 +83,7 @@ export interface NativeBinding {
   tcmallocStatsText(): string | null;
   mimallocProcessInfo(): NativeMimallocProcessInfo | null;
   mimallocCollect(force: boolean): boolean;
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number } | null;
 }
 
 /** What the platform is, as far as loading the addon is concerned. Injectable for tests. */

@@ -12,6 +12,9 @@ export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './
 export { tcmalloc } from './allocators/tcmalloc';
 export { mimalloc } from './allocators/mimalloc';
 export type { ReleaseResult } from './allocators/types';
+export { serve } from './serve';
+export type { ServeHandle, ServeOptions } from './serve';
+export { readAgentSnapshot, agentLibraryPath } from './targets/agent';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

@@ -3,7 +3,7 @@ import { checkPlatform, currentPlatform, native } from '../lib/binding';
 
 t.test('the addon loads and exports every function of NativeBinding', async (t) => {
   const binding = native();
-  for (const name of ['detect', 'sampleSlotNames', 'sampleInto', 'sampleAsync', 'glibcMallinfo2', 'glibcMallocInfo', 'glibcMallocInfoAsync', 'glibcMallocTrim', 'jemallocReadAny', 'jemallocReadString', 'jemallocWrite', 'jemallocBins', 'jemallocStatsPrint', 'jemallocPurge', 'tcmallocProperty', 'tcmallocReleaseFreeMemory', 'tcmallocStatsText', 'mimallocProcessInfo', 'mimallocCollect']) {
+  for (const name of ['detect', 'sampleSlotNames', 'sampleInto', 'sampleAsync', 'glibcMallinfo2', 'glibcMallocInfo', 'glibcMallocInfoAsync', 'glibcMallocTrim', 'jemallocReadAny', 'jemallocReadString', 'jemallocWrite', 'jemallocBins', 'jemallocStatsPrint', 'jemallocPurge', 'tcmallocProperty', 'tcmallocReleaseFreeMemory', 'tcmallocStatsText', 'mimallocProcessInfo', 'mimallocCollect', 'peerCredentials']) {
     t.type((binding as unknown as Record<string, unknown>)[name], 'function', name);
   }
   t.equal(native(), binding, 'loaded once');

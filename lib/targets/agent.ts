@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { assembleSnapshot } from '../assemble';
 import { AllocscopeError, type AllocscopeErrorCode } from '../errors';
 import { readerForRecord } from '../sample';
-import type { AllocatorName, Snapshot } from '../snapshot';
+import type { AllocatorName, Snapshot, V8Bytes } from '../snapshot';
 
 export const WIRE_VERSION = 1;
 /** A response larger than this is refused (stats-text of 64 jemalloc arenas is ~2.6 MB escaped x6). */
@@ -151,6 +151,12 @@ interface WireAllocator {
   detectedBy: string;
 }
 
+function isV8Bytes(value: unknown): value is V8Bytes {
+  if (value === null || typeof value !== 'object') return false;
+  const v = value as Record<string, unknown>;
+  return ['heapTotal', 'heapUsed', 'external', 'arrayBuffers'].every((k) => v[k] === null || (typeof v[k] === 'number' && (v[k] as number) >= 0));
+}
+
 /** A Snapshot of another process through its agent (level 'agent'). */
 export async function readAgentSnapshot(pid: number, options: AgentOptions & { detail?: 'summary' | 'full' } = {}): Promise<Snapshot> {
   const start = process.hrtime.bigint();
@@ -171,7 +177,8 @@ export async function readAgentSnapshot(pid: number, options: AgentOptions & { d
       version: allocator.version ? allocator.version : null,
       detectedBy: allocator.detectedBy ?? 'reported by the agent',
     },
-    v8Bytes: null,
+    // A Node process's serve() adds V8's figures; the C agent has none.
+    v8Bytes: isV8Bytes(response.v8) ? response.v8 : null,
     costNs: Number(process.hrtime.bigint() - start),
   });
 }

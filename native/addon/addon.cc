@@ -26,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcmallocStatsText", Napi::Function::New(env, TcmallocStatsText));
   exports.Set("mimallocProcessInfo", Napi::Function::New(env, MimallocProcessInfo));
   exports.Set("mimallocCollect", Napi::Function::New(env, MimallocCollect));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
   return exports;
 }
 

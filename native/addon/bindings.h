@@ -55,6 +55,10 @@ Napi::Value MimallocProcessInfo(const Napi::CallbackInfo& info);
 // mimallocCollect(force: boolean): boolean
 Napi::Value MimallocCollect(const Napi::CallbackInfo& info);
 
+// socket_binding.cc
+// peerCredentials(fd: number): { pid, uid, gid } | null
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
+
 }  // namespace allocscope
 
 #endif
