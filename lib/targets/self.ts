@@ -88,14 +88,25 @@ function finish(slots: Float64Array, full: boolean, start: bigint, time: number)
   });
 }
 
+/**
+ * The slot array of the synchronous path, reused. A fresh Float64Array of ~50 doubles has its
+ * backing store outside V8's heap (V8 keeps only typed arrays up to 64 bytes inside), so each
+ * call cost a malloc and, at the next GC, a free; under glibc those freed chunks piled up in the
+ * arenas mallinfo2 then walks: in a tight loop it saw a median of ~2,000 free chunks (up to
+ * 14,000) instead of ~60, and snapshot() cost ~50 us instead of ~9 (scripts/bench/RESULTS.md).
+ * Sharing is safe: the slots are read to the end before snapshot() returns, nothing samples into
+ * them meanwhile, and each worker thread loads its own copy of this module.
+ */
+let syncSlots: Float64Array | undefined;
+
 /** One Snapshot of this process (schema v1), taken on the calling thread. */
 export function snapshot(options?: SnapshotOptions): Snapshot {
   const full = detailOf(options);
   const start = process.hrtime.bigint();
   const time = Date.now();
-  const slots = new Float64Array(slotNames().length);
-  native().sampleInto(slots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
-  return finish(slots, full, start, time);
+  syncSlots ??= new Float64Array(slotNames().length);
+  native().sampleInto(syncSlots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
+  return finish(syncSlots, full, start, time);
 }
 
 /**
