@@ -36,10 +36,7 @@ function callsPerBatch(op) {
 }
 
 function timeSideBySide(ops, batchCount) {
-  const entries = Object.entries(ops).map(([name, op]) => {
-    for (let i = 0; i < WARM_UP_CALLS; i++) op();
-    return { name, op, calls: callsPerBatch(op), perCall: [] };
-  });
+  const entries = Object.entries(ops).map(([name, op]) => ({ name, op, calls: callsPerBatch(op), perCall: [] }));
   for (let b = 0; b < batchCount; b++) {
     for (let k = 0; k < entries.length; k++) {
       const entry = entries[(b + k) % entries.length];
@@ -63,15 +60,16 @@ const kind = liveDetection().kind;
 const names = slotNames();
 const slots = new Float64Array(names.length);
 
-const medians = timeSideBySide(
-  {
-    sampleInto: () => binding.sampleInto(slots, kind, SAMPLE_WITH_ALLOCATOR),
-    sampleIntoNoAllocator: () => binding.sampleInto(slots, kind, 0),
-    snapshot: () => allocscope.snapshot(),
-    memoryUsage: () => process.memoryUsage(),
-  },
-  batches,
-);
+const ops = {
+  sampleInto: () => binding.sampleInto(slots, kind, SAMPLE_WITH_ALLOCATOR),
+  sampleIntoNoAllocator: () => binding.sampleInto(slots, kind, 0),
+  snapshot: () => allocscope.snapshot(),
+  memoryUsage: () => process.memoryUsage(),
+};
+// Warm up before reading the shape: the JIT settles, and V8's helper threads make their first
+// allocations (under jemalloc the initialized arenas go from 3 to 6 in the first few thousand
+// snapshots).
+for (const op of Object.values(ops)) for (let i = 0; i < WARM_UP_CALLS; i++) op();
 
 /** The shape floor.c must rebuild for its figure to be the same work (see floor.c). */
 function shape() {
@@ -94,4 +92,11 @@ function shape() {
   return out;
 }
 
-process.stdout.write(`${JSON.stringify({ ...shape(), batches, ...medians })}\n`);
+const before = shape();
+const medians = timeSideBySide(ops, batches);
+const after = shape();
+// The shape at the end is what floor.c rebuilds; `shapeChanged` says if threads or arenas moved
+// while timing (glibc's free-chunk count always moves a little: V8 frees and allocates).
+const shapeChanged =
+  before.threads !== after.threads || before.jemallocArenas !== after.jemallocArenas || before.glibcArenas !== after.glibcArenas;
+process.stdout.write(`${JSON.stringify({ ...after, shapeChanged, batches, ...medians })}\n`);

@@ -4,12 +4,12 @@
  * The snapshot benchmark, one command: per allocator (glibc as is; jemalloc, tcmalloc and
  * mimalloc through LD_PRELOAD), a Node process times sampleInto, snapshot() and
  * process.memoryUsage() (node-bench.js), then floor.c, compiled here with gcc from the same
- * native/probe sources, rebuilds that process's shape and times asp_sample() bare. Each pair runs
- * back to back --runs times; figures are medians of the per-process medians, ratios the median
- * of the per-pair ratios (limits.md "Noise"). Prints Markdown for scripts/bench/RESULTS.md.
+ * native/probe sources, rebuilds that process's shape and times asp_sample() bare, before and after
+ * each Node run (--runs of them); figures are medians of the per-process medians, ratios the
+ * median of the per-run ratios (limits.md "Noise"). Prints Markdown for scripts/bench/RESULTS.md.
  *
  *   npx tsc -p tsconfig.build.json && npx node-gyp rebuild   # dist/ and the addon
- *   node scripts/bench/snapshot/run.js [--runs 5] [--batches 201] [--allocators glibc,jemalloc] [--json]
+ *   node scripts/bench/snapshot/run.js [--runs 7] [--batches 201] [--allocators glibc,jemalloc] [--json]
  */
 const { execFileSync } = require('node:child_process');
 const { existsSync, mkdirSync } = require('node:fs');
@@ -33,10 +33,14 @@ function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
   return at > 0 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
 }
-const runs = Math.max(1, Math.min(50, Number(option('runs', '5'))));
+const runs = Math.max(1, Math.min(50, Number(option('runs', '7'))));
 const batches = Math.max(11, Math.min(10_001, Number(option('batches', '201'))));
 const allocators = option('allocators', 'glibc,jemalloc,tcmalloc,mimalloc').split(',');
 const asJson = process.argv.includes('--json');
+
+const us = (ns) => (ns / 1000).toFixed(2);
+const x = (ratio) => `${ratio.toFixed(2)}x`;
+const yes = (ok) => (ok ? 'met' : '**not met**');
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -70,19 +74,39 @@ function runJson(file, args, allocator) {
   return result;
 }
 
+function floorArgs(shape) {
+  const arenas = shape.allocator === 'jemalloc' ? shape.jemallocArenas : shape.glibcArenas;
+  return ['--threads', String(shape.threads), '--arenas', String(Math.max(1, arenas)), '--free-chunks', String(Math.max(0, shape.glibcFreeChunks)), '--batches', String(batches)];
+}
+
+/**
+ * Each Node run is bracketed by two floor runs (C, Node, C) and compared with their mean, so a
+ * slow spell of the shared machine weighs on both sides of a ratio. The first floor run rebuilds
+ * the shape of the previous Node run (a short probe for the first one); after warm-up it is stable.
+ */
 function measure(floor, allocator) {
+  const nodeBench = path.join(here, 'node-bench.js');
+  let shape = runJson(process.execPath, [nodeBench, '--batches', '11'], allocator);
   const pairs = [];
   for (let run = 0; run < runs; run++) {
-    const node = runJson(process.execPath, [path.join(here, 'node-bench.js'), '--batches', String(batches)], allocator);
-    const arenas = allocator === 'jemalloc' ? node.jemallocArenas : node.glibcArenas;
-    const c = runJson(floor, ['--threads', String(node.threads), '--arenas', String(Math.max(1, arenas)), '--free-chunks', String(Math.max(0, node.glibcFreeChunks)), '--batches', String(batches)], allocator);
+    const before = runJson(floor, floorArgs(shape), allocator);
+    const node = runJson(process.execPath, [nodeBench, '--batches', String(batches)], allocator);
+    shape = node;
+    const after = runJson(floor, floorArgs(shape), allocator);
+    const c = {
+      ...after,
+      sampleNs: (before.sampleNs + after.sampleNs) / 2,
+      sampleNoAllocatorNs: (before.sampleNoAllocatorNs + after.sampleNoAllocatorNs) / 2,
+    };
+    if (node.shapeChanged) process.stderr.write(`${allocator} run ${run + 1}: threads or arenas changed while Node was timing\n`);
     pairs.push({ node, c });
-    process.stderr.write(`${allocator} run ${run + 1}/${runs}: sampleInto ${(node.sampleIntoNs / 1000).toFixed(2)} us, floor ${(c.sampleNs / 1000).toFixed(2)} us, snapshot() ${(node.snapshotNs / 1000).toFixed(2)} us\n`);
+    process.stderr.write(`${allocator} run ${run + 1}/${runs}: sampleInto ${us(node.sampleIntoNs)} us, floor ${us(c.sampleNs)} us, snapshot() ${us(node.snapshotNs)} us\n`);
   }
   const of = (pick) => median(pairs.map(pick));
   const result = {
     allocator,
     runs: pairs.length,
+    shapeChangedRuns: pairs.filter((p) => p.node.shapeChanged).length,
     threads: of((p) => p.node.threads),
     floorThreads: of((p) => p.c.threads),
     jemallocArenas: of((p) => p.node.jemallocArenas),
@@ -98,6 +122,7 @@ function measure(floor, allocator) {
     snapshotNs: of((p) => p.node.snapshotNs),
     snapshotP90Ns: of((p) => p.node.snapshotP90Ns),
     memoryUsageNs: of((p) => p.node.memoryUsageNs),
+    assemblyNs: of((p) => p.node.snapshotNs - p.node.sampleIntoNs),
     bindingRatio: of((p) => p.node.sampleIntoNs / p.c.sampleNs),
     bindingNoAllocatorRatio: of((p) => p.node.sampleIntoNoAllocatorNs / p.c.sampleNoAllocatorNs),
     snapshotOverFloor: of((p) => p.node.snapshotNs / p.c.sampleNs),
@@ -130,9 +155,6 @@ function machine() {
   };
 }
 
-const us = (ns) => (ns / 1000).toFixed(2);
-const x = (ratio) => `${ratio.toFixed(2)}x`;
-const yes = (ok) => (ok ? 'met' : '**not met**');
 
 function shapeText(r) {
   if (r.allocator === 'jemalloc') return `${r.threads} threads, ${r.jemallocArenas} arenas (floor: ${r.floorThreads}, ${r.floorJemallocArenas})`;
@@ -143,7 +165,7 @@ function shapeText(r) {
 function markdown(info, results) {
   const lines = [];
   lines.push(`Run ${info.date} on ${info.cpu}, ${info.nproc} CPUs, Linux ${info.kernel}, Node ${info.node}, ${info.gcc}; load average at start ${info.startLoad}, at end ${info.loadavg}.`);
-  lines.push(`Command: \`${info.command}\` (${runs} process pairs per allocator, ${batches} batches of >= 20 us each per figure).`);
+  lines.push(`Command: \`${info.command}\` (${runs} Node processes per allocator, each between two floor.c processes; ${batches} batches of >= 20 µs per figure).`);
   lines.push('');
   lines.push('### Binding overhead: `sampleInto` from Node vs `asp_sample` from C (same probe, same process shape)');
   lines.push('');
@@ -155,19 +177,20 @@ function markdown(info, results) {
   lines.push('');
   lines.push('### `snapshot()` (full public call, summary detail) vs the floor and `process.memoryUsage()`');
   lines.push('');
-  lines.push('| allocator | `snapshot()` median | p90 | / C floor | / `sampleInto` | `process.memoryUsage()` | `snapshot()` / memoryUsage | goal | |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---|---|');
+  lines.push('| allocator | `snapshot()` median | p90 | / C floor | / `sampleInto` | JS side (`snapshot()` - `sampleInto`) | `process.memoryUsage()` | `snapshot()` / memoryUsage | goal | |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of results) {
     const goal = r.allocator === 'jemalloc'
       ? [`<= 10 µs per initialized arena: ${us(r.snapshotNsPerArena)} µs x ${r.jemallocArenas}`, yes(r.snapshotNsPerArena <= SNAPSHOT_GOAL_NS)]
       : ['<= 10 µs', yes(r.snapshotNs <= SNAPSHOT_GOAL_NS)];
-    lines.push(`| ${r.allocator} | ${us(r.snapshotNs)} µs | ${us(r.snapshotP90Ns)} µs | ${x(r.snapshotOverFloor)} | ${x(r.snapshotOverSampleInto)} | ${us(r.memoryUsageNs)} µs | ${x(r.snapshotOverMemoryUsage)} | ${goal[0]} | ${goal[1]} |`);
+    lines.push(`| ${r.allocator} | ${us(r.snapshotNs)} µs | ${us(r.snapshotP90Ns)} µs | ${x(r.snapshotOverFloor)} | ${x(r.snapshotOverSampleInto)} | ${us(r.assemblyNs)} µs | ${us(r.memoryUsageNs)} µs | ${x(r.snapshotOverMemoryUsage)} | ${goal[0]} | ${goal[1]} |`);
   }
   lines.push('');
-  lines.push('Per-process medians (floor / sampleInto / snapshot() / memoryUsage, µs):');
+  lines.push('Per-run medians (floor, mean of the two bracketing runs / sampleInto / snapshot() / memoryUsage, µs):');
   lines.push('');
   for (const r of results) {
-    lines.push(`- ${r.allocator}: ${r.perRun.map((p) => `${us(p.floorNs)} / ${us(p.sampleIntoNs)} / ${us(p.snapshotNs)} / ${us(p.memoryUsageNs)}`).join('; ')}`);
+    const moved = r.shapeChangedRuns > 0 ? ` (threads or arenas moved during ${r.shapeChangedRuns} run(s))` : '';
+    lines.push(`- ${r.allocator}${moved}: ${r.perRun.map((p) => `${us(p.floorNs)} / ${us(p.sampleIntoNs)} / ${us(p.snapshotNs)} / ${us(p.memoryUsageNs)}`).join('; ')}`);
   }
   return lines.join('\n');
 }
