@@ -71,32 +71,37 @@ const ops = {
 // snapshots).
 for (const op of Object.values(ops)) for (let i = 0; i < WARM_UP_CALLS; i++) op();
 
-/** The shape floor.c must rebuild for its figure to be the same work (see floor.c). */
-function shape() {
-  const name = allocscope.allocator().name;
+/** Threads, and under jemalloc its initialized arenas, through the bare binding. */
+function lightShape() {
   const threads = Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
-  const out = { allocator: name, threads, jemallocArenas: -1, glibcArenas: -1, glibcFreeChunks: -1 };
-  if (name === 'glibc') {
+  if (liveDetection().name !== 'jemalloc') return { threads, jemallocArenas: -1 };
+  // arena.<i>.initialized is refreshed at each epoch (jemalloc ctl.c ctl_refresh): take one.
+  binding.jemallocWrite('epoch', 'sized', 1n, 8);
+  const narenas = Number(binding.jemallocReadAny('arenas.narenas').bits);
+  let jemallocArenas = 0;
+  for (let i = 0; i < narenas; i++) if (binding.jemallocReadAny(`arena.${i}.initialized`).bits === 1n) jemallocArenas++;
+  return { threads, jemallocArenas };
+}
+
+/** The shape floor.c must rebuild for its figure to be the same work (see floor.c). */
+function fullShape() {
+  const out = { allocator: allocscope.allocator().name, ...lightShape(), glibcArenas: -1, glibcFreeChunks: -1 };
+  if (out.allocator === 'glibc') {
     const info = allocscope.glibc.mallinfo2();
     out.glibcFreeChunks = info.ordblks + info.smblks;
     out.glibcArenas = allocscope.glibc.mallocInfo().arenas.length;
   }
-  if (name === 'jemalloc') {
-    // arena.<i>.initialized is refreshed at each epoch (jemalloc ctl.c ctl_refresh): take one.
-    allocscope.jemalloc.write('epoch', 1);
-    const narenas = allocscope.jemalloc.read('arenas.narenas');
-    let initialized = 0;
-    for (let i = 0; i < narenas; i++) if (allocscope.jemalloc.read(`arena.${i}.initialized`) === true) initialized++;
-    out.jemallocArenas = initialized;
-  }
   return out;
 }
 
-const before = shape();
+// Before timing, only what the bare binding gives: parsing malloc_info's XML in this process
+// first made snapshot()'s JS side ~2 us slower in the timing that followed (V8 inline caches and
+// object shapes are process-wide), and that is not what a clean process pays.
+const before = lightShape();
 const medians = timeSideBySide(ops, batches);
-const after = shape();
-// The shape at the end is what floor.c rebuilds; `shapeChanged` says if threads or arenas moved
-// while timing (glibc's free-chunk count always moves a little: V8 frees and allocates).
-const shapeChanged =
-  before.threads !== after.threads || before.jemallocArenas !== after.jemallocArenas || before.glibcArenas !== after.glibcArenas;
+const after = fullShape();
+// The shape at the end is what floor.c rebuilds; `shapeChanged` says if threads or jemalloc
+// arenas moved while timing (glibc arenas follow threads; its free-chunk count always moves a
+// little as V8 frees and allocates).
+const shapeChanged = before.threads !== after.threads || before.jemallocArenas !== after.jemallocArenas;
 process.stdout.write(`${JSON.stringify({ ...after, shapeChanged, batches, ...medians })}\n`);
