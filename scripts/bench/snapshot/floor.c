@@ -1,6 +1,6 @@
 /* The physical floor of a sample: asp_sample() from the very probe sources the addon links
-   (every .c file in native/probe/), called from plain C with no Node around it. run.js compiles this at bench
-   time and runs it next to node-bench.js under the same allocator (LD_PRELOAD).
+   (every .c file in native/probe/), called from plain C with no Node around it. run.js compiles
+   this at bench time and runs it around node-bench.js under the same allocator (LD_PRELOAD).
 
    A floor is only a floor for the same work. mallinfo2 walks every glibc arena and free chunk,
    the jemalloc epoch merges every initialized arena (~9 us each, limits.md §2), getrusage(SELF)
