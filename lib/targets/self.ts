@@ -1,13 +1,13 @@
 /** The Self target: this process, read through the addon. */
 import { getHeapStatistics } from 'node:v8';
 import { allocatorEntry } from '../allocators';
-import { jemalloc, smallBinFragOf } from '../allocators/jemalloc';
+import { jemalloc, jemallocMapping, smallBinFragOf } from '../allocators/jemalloc';
 import { liveDetection, sampleFlags, slotNames } from '../allocators/live';
 import type { ReleaseResult } from '../allocators/types';
 import { assembleSnapshot } from '../assemble';
 import { native, SAMPLE_WITH_ALLOCATOR } from '../binding';
 import { AllocscopeError, describe } from '../errors';
-import { readerForSlots } from '../sample';
+import { type Sample, sampleFromSlots } from '../sample';
 import type { AllocatorIdentity, AllocatorName, Snapshot, SnapshotRatios, V8Bytes } from '../snapshot';
 
 export interface SnapshotOptions {
@@ -61,21 +61,20 @@ function v8BytesNow(full: boolean): V8Bytes {
   return { heapTotal: heap.total_heap_size, heapUsed: heap.used_heap_size, external: heap.external_memory, arrayBuffers: null };
 }
 
-function extraRatiosFor(name: AllocatorName, full: boolean, allocated: number | null): Partial<SnapshotRatios> {
-  if (!full || name !== 'jemalloc') return {};
+/** jemalloc at detail 'full': smallBinFrag from the per-bin walk (its own epoch; ~150 mallctls). */
+function extraRatiosFor(name: AllocatorName, full: boolean, sample: Sample): Partial<SnapshotRatios> | undefined {
+  if (!full || name !== 'jemalloc') return undefined;
+  const allocated = jemallocMapping.bytesFrom(sample.read)?.allocated ?? null;
   return { smallBinFrag: smallBinFragOf(jemalloc.bins(), allocated) };
 }
 
 function finish(slots: Float64Array, full: boolean, start: bigint, time: number): Snapshot {
   const live = allocator();
-  const names = slotNames();
-  const read = readerForSlots(names, slots);
+  const sample = sampleFromSlots(slotNames(), slots);
   const v8Bytes = v8BytesNow(full);
-  const allocated = allocatorEntry(live.name)?.mapping.bytesFrom(read)?.allocated ?? null;
-  const extraRatios = extraRatiosFor(live.name, full, allocated);
+  const extraRatios = extraRatiosFor(live.name, full, sample);
   return assembleSnapshot({
-    read,
-    slotNames: names,
+    sample,
     pid: process.pid,
     time,
     source: 'addon',
@@ -89,15 +88,25 @@ function finish(slots: Float64Array, full: boolean, start: bigint, time: number)
   });
 }
 
+/**
+ * The slot array of the synchronous path, reused. A fresh Float64Array of ~50 doubles has its
+ * backing store outside V8's heap (V8 keeps only typed arrays up to 64 bytes inside), so each
+ * call cost a malloc and, at the next GC, a free; under glibc those freed chunks piled up in the
+ * arenas mallinfo2 then walks: in a tight loop it saw a median of ~2,000 free chunks (up to
+ * 14,000) instead of ~60, and snapshot() cost ~50 us instead of ~9 (scripts/bench/RESULTS.md).
+ * Sharing is safe: the slots are read to the end before snapshot() returns, nothing samples into
+ * them meanwhile, and each worker thread loads its own copy of this module.
+ */
+let syncSlots: Float64Array | undefined;
+
 /** One Snapshot of this process (schema v1), taken on the calling thread. */
 export function snapshot(options?: SnapshotOptions): Snapshot {
   const full = detailOf(options);
   const start = process.hrtime.bigint();
   const time = Date.now();
-  const names = slotNames();
-  const slots = new Float64Array(names.length);
-  native().sampleInto(slots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
-  return finish(slots, full, start, time);
+  syncSlots ??= new Float64Array(slotNames().length);
+  native().sampleInto(syncSlots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
+  return finish(syncSlots, full, start, time);
 }
 
 /**

@@ -148,6 +148,17 @@ if (scenarioName() !== undefined) {
     t.ok(value.sparseTrim.returnedBytes > 1048576, `trim of a sparse heap returned ${value.sparseTrim.returnedBytes} > 1 MiB`);
   });
 
+  t.test('snapshots taken back to back share nothing (the synchronous path reuses its slot array)', async (t) => {
+    const first = snapshot();
+    const copy = JSON.parse(JSON.stringify(first)) as Snapshot;
+    const second = snapshot({ detail: 'full' });
+    t.strictSame(first, copy, 'the first snapshot is unchanged by the second');
+    t.not(first.raw.statm, second.raw.statm);
+    t.ok(second.monotonicNs > first.monotonicNs, 'each carries its own timestamp');
+    t.equal(first.raw.status, undefined, 'summary detail reads no /proc/self/status');
+    t.ok(second.raw.status !== undefined, 'full detail does, in the same array');
+  });
+
   t.test('snapshot options are checked', async (t) => {
     t.throws(() => snapshot({ detail: 'everything' as 'full' }), { code: 'EINVAL' });
     t.throws(() => snapshot('full' as unknown as { detail: 'full' }), { code: 'EINVAL' });
