@@ -12,6 +12,8 @@ export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './
 export { tcmalloc } from './allocators/tcmalloc';
 export { mimalloc } from './allocators/mimalloc';
 export type { ReleaseResult } from './allocators/types';
+export { assertNoNativeLeak, measureNativeGrowth } from './testing';
+export type { GrowthOptions, NativeGrowth, NoLeakOptions } from './testing';
 export { serve } from './serve';
 export type { ServeHandle, ServeOptions } from './serve';
 export { readAgentSnapshot, agentLibraryPath } from './targets/agent';

@@ -7,7 +7,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { assembleSnapshot } from '../assemble';
 import { AllocscopeError, type AllocscopeErrorCode } from '../errors';
-import { readerForRecord } from '../sample';
+import { sampleFromRecord } from '../sample';
 import type { AllocatorName, Snapshot, V8Bytes } from '../snapshot';
 
 export const WIRE_VERSION = 1;
@@ -163,10 +163,8 @@ export async function readAgentSnapshot(pid: number, options: AgentOptions & { d
   const response = await agentRequest(pid, { op: 'snapshot', detail: options.detail ?? 'summary' }, options);
   const slots = (response.slots ?? {}) as Record<string, unknown>;
   const allocator = (response.allocator ?? {}) as WireAllocator;
-  const read = readerForRecord(slots);
   return assembleSnapshot({
-    read,
-    slotNames: Object.keys(slots),
+    sample: sampleFromRecord(Object.keys(slots), slots),
     pid,
     time: typeof response.time === 'number' ? response.time : Date.now(),
     source: 'agent',

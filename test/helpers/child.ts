@@ -37,7 +37,11 @@ export async function runScenario(scenarios: Record<string, () => unknown | Prom
   const scenario = scenarios[name];
   if (scenario === undefined) throw new Error(`no scenario ${name}`);
   const value = await scenario();
-  process.stdout.write(`${JSON.stringify({ scenarioResult: value }, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`);
+  const line = `${JSON.stringify({ scenarioResult: value }, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}\n`;
+  // Exit as soon as the line is out: the test file imported tap, whose root test would otherwise
+  // keep this child alive until tap's own timeout.
+  await new Promise<void>((resolve) => process.stdout.write(line, () => resolve()));
+  process.exit(0);
 }
 
 /** Runs `scenario` of `testFile` in a child under `allocator`; resolves with its JSON result. */
@@ -46,9 +50,14 @@ export function inChild<T>(
   scenario: string,
   allocator: AllocatorName,
   env: Record<string, string> = {},
+  options: { coverage?: boolean } = {},
 ): Promise<ChildResult<T>> {
   const library = ALLOCATOR_LIBRARIES[allocator];
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, ALLOCSCOPE_SCENARIO: scenario };
+  // V8's precise coverage slows hot loops and forced GCs by orders of magnitude (a 20-run leak
+  // check: seconds without it, over 6 minutes with it); scenarios that are benchmarks of a sort
+  // opt out. Their code is covered by the parent's own calls.
+  if (options.coverage === false) delete childEnv.NODE_V8_COVERAGE;
   delete childEnv.LD_PRELOAD;
   if (library !== undefined) childEnv.LD_PRELOAD = library.path;
   return new Promise((resolve, reject) => {
