@@ -43,6 +43,7 @@ type Properties = Record<(typeof KNOWN)[number], number>;
 const UNKNOWN = ['generic.nope', 'tcmalloc.nope', 'tcmalloc.page_heap_free', 'generic.physical_memory_used', 'nope.heap_size'];
 const MALFORMED: unknown[] = ['', 'heap_size', 'Generic.heap_size', 'generic.', '.heap_size', 'generic heap_size', 'generic.heap-size', 'generic.heap_size\0', `generic.${'x'.repeat(250)}`, 42, null, undefined, {}];
 
+const caches = (p: Properties) => p['tcmalloc.thread_cache_free_bytes'] + p['tcmalloc.central_cache_free_bytes'] + p['tcmalloc.transfer_cache_free_bytes'];
 const readAll = () => Object.fromEntries(KNOWN.map((name) => [name, tcmalloc.property(name)])) as Properties;
 const sameAll = (a: Properties, b: Properties) => KNOWN.every((name) => a[name] === b[name]);
 
@@ -63,12 +64,18 @@ const scenarios = {
    */
   async identities() {
     await new Promise((resolve) => setTimeout(resolve, 300));
+    // Unmapped pages and page-heap free spans both present, so that no term of the mapping is 0.
+    heapFixture.release(heapFixture.retain(64, 262144));
+    tcmalloc.releaseFreeMemory();
+    const keep = heapFixture.retain(64, 262144);
+    heapFixture.release(heapFixture.retain(16, 262144));
     const snap = snapshot();
     for (let attempt = 1; attempt <= 50; attempt++) {
       const before = readAll();
       const after = readAll();
       if (sameAll(before, after)) {
         const bytes = tcmallocMapping.bytesFrom(readerForRecord(Object.fromEntries(KNOWN.map((name) => [`tcmalloc.${name}`, before[name]]))));
+        heapFixture.release(keep);
         return { attempt, properties: before, bytes, snap: { bytes: snap.allocatorBytes, raw: snap.raw.tcmalloc, name: snap.allocator.name } };
       }
     }
@@ -147,13 +154,13 @@ if (scenarioName() !== undefined) {
     t.equal(snap.name, 'tcmalloc');
     t.same(Object.keys(snap.raw).sort(), ['generic.current_allocated_bytes', 'generic.heap_size', 'tcmalloc.pageheap_free_bytes', 'tcmalloc.pageheap_unmapped_bytes']);
     t.same(snap.bytes, tcmallocMapping.bytesFrom(readerForRecord(Object.fromEntries(Object.entries(snap.raw).map(([k, v]) => [`tcmalloc.${k}`, v])))), 'Snapshot bytes = mapping of its raw figures');
+    t.ok(p['tcmalloc.pageheap_unmapped_bytes'] > 0 && p['tcmalloc.pageheap_free_bytes'] > 0 && caches(p) > 0, 'every term of the mapping is non-zero here');
     t.equal(b.allocated, p['generic.current_allocated_bytes']);
     t.equal(b.mapped, p['generic.heap_size']);
     t.equal(b.heapFree, p['tcmalloc.pageheap_free_bytes']);
     t.equal(b.retained, p['tcmalloc.pageheap_unmapped_bytes']);
     // ExtractStats: current_allocated = heap_size - thread - central - transfer - free - unmapped.
-    const caches = p['tcmalloc.thread_cache_free_bytes'] + p['tcmalloc.central_cache_free_bytes'] + p['tcmalloc.transfer_cache_free_bytes'];
-    t.equal(b.threadCache, caches, 'threadCache = heap_size - allocated - free - unmapped = thread + central + transfer cache free bytes');
+    t.equal(b.threadCache, caches(p), 'threadCache = heap_size - allocated - free - unmapped = thread + central + transfer cache free bytes');
     t.equal(b.active, p['generic.heap_size'] - p['tcmalloc.pageheap_free_bytes'] - p['tcmalloc.pageheap_unmapped_bytes'], 'active = spans in use');
     t.equal(b.resident, p['generic.heap_size'] - p['tcmalloc.pageheap_unmapped_bytes'], 'resident = heap_size - unmapped');
     // total_physical_bytes adds malloc metadata, which the mapping leaves out.
