@@ -3,6 +3,11 @@
  * references/metrics.md §3.2). Tolerant by design: glibc has changed the numbers and elements
  * over versions (bugs 24026/24867; fastbins gone on master), so a missing element is null and an
  * unknown one is ignored. Never throws on any input.
+ *
+ * Numbers are kept as glibc prints them. Note that it prints regular-bin chunks with
+ * chunksize_nomask(): each size carries the chunk's PREV_INUSE bit (65 for a 64-byte chunk), so
+ * those buckets and `rest` exceed mallinfo2's figures by one byte per binned chunk:
+ * fordblks = fast.bytes + rest.bytes - (rest.count - number of arenas), each top chunk excepted.
  */
 
 export interface FreeChunkTotals {
@@ -55,8 +60,11 @@ type Attributes = Record<string, string>;
 const ELEMENT = /<(\w+)((?:\s+[\w-]+="[^"]*")*)\s*\/?>/g;
 const ATTRIBUTE = /([\w-]+)="([^"]*)"/g;
 
+// Records keyed by names from the input have no prototype: type="__proto__" is just a key.
+const record = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
+
 function attributesOf(text: string): Attributes {
-  const out: Attributes = {};
+  const out: Attributes = record();
   for (const match of text.matchAll(ATTRIBUTE)) out[match[1]] = match[2];
   return out;
 }
@@ -75,7 +83,7 @@ interface Collector {
 }
 
 function newCollector(): Collector {
-  return { sizes: [], totals: {}, system: {}, aspace: {} };
+  return { sizes: [], totals: record(), system: record(), aspace: record() };
 }
 
 function collect(into: Collector, name: string, attrs: Attributes): void {
@@ -126,7 +134,7 @@ export function parseMallocInfo(xml: string): MallocInfo {
       continue;
     }
     const name = match[1];
-    const attrs = attributesOf(match[2] ?? '');
+    const attrs = attributesOf(match[2]); // the attribute group always takes part, if empty
     if (name === 'malloc') {
       version = count(attrs.version);
     } else if (name === 'heap') {
@@ -153,6 +161,10 @@ export function parseMallocInfo(xml: string): MallocInfo {
   };
 }
 
+/**
+ * Buckets with the same kind and range summed over arenas. A range whose sum would not be a safe
+ * integer (beyond 8 PiB: no process's heap, only forged input) is left out rather than rounded.
+ */
 function mergeBuckets(buckets: SizeBucket[]): SizeBucket[] {
   const merged = new Map<string, SizeBucket>();
   for (const bucket of buckets) {
@@ -165,7 +177,9 @@ function mergeBuckets(buckets: SizeBucket[]): SizeBucket[] {
       seen.count += bucket.count;
     }
   }
-  return [...merged.values()].sort((a, b) => a.fromBytes - b.fromBytes || a.toBytes - b.toBytes);
+  return [...merged.values()]
+    .filter((bucket) => Number.isSafeInteger(bucket.totalBytes) && Number.isSafeInteger(bucket.count))
+    .sort((a, b) => a.fromBytes - b.fromBytes || a.toBytes - b.toBytes || a.kind.localeCompare(b.kind));
 }
 
 // The element pattern is exported for the property tests of this parser.

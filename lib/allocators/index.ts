@@ -20,7 +20,8 @@ const ENTRIES: Partial<Record<AllocatorName, AllocatorEntry>> = {
 };
 
 export function allocatorEntry(name: AllocatorName): AllocatorEntry | undefined {
-  return ENTRIES[name];
+  // Own entries only: a name from a peer (the agent's JSON) such as "constructor" is no allocator.
+  return Object.hasOwn(ENTRIES, name) ? ENTRIES[name] : undefined;
 }
 
 export const KNOWN_ALLOCATORS: readonly AllocatorName[] = ['glibc', 'jemalloc', 'tcmalloc', 'mimalloc', 'musl', 'unknown'];

@@ -16,6 +16,8 @@ import {
   isStringName,
   isWellFormedName,
   MAX_NAME_LENGTH,
+  refusedReadReason,
+  refusedValueReason,
   refusedWriteReason,
 } from './jemalloc-mallctl';
 import { measureRelease, requireAllocator, slotNames } from './live';
@@ -131,8 +133,13 @@ function numberFromBits(bits: bigint, width: number, signed: boolean): number | 
  */
 function read(name: string, type?: MallctlType): MallctlValue {
   checkName(name, 'jemalloc.read(name)');
-  if (type !== undefined && !(type === 'string' || type in TYPE_WIDTH)) {
+  // Object.hasOwn, not `in`: 'toString' or '__proto__' are not types.
+  if (type !== undefined && !(type === 'string' || (typeof type === 'string' && Object.hasOwn(TYPE_WIDTH, type)))) {
     throw new AllocscopeError('EINVAL', `jemalloc.read type must be one of ${['string', ...Object.keys(TYPE_WIDTH)].join(', ')}; got ${describe(type)}.`, { type });
+  }
+  const refused = refusedReadReason(name);
+  if (refused !== null) {
+    throw new AllocscopeError('EUNSUPPORTED', `allocscope does not read "${name}": ${refused}. Call it from C if you must.`, { name });
   }
   requireAllocator('jemalloc', 'jemalloc.read()');
   if (isStringName(name)) {
@@ -179,6 +186,17 @@ function write(name: string, value?: MallctlValue): void {
   const binding = native();
   let errno: number;
   if (value === undefined) {
+    // mallctl with neither input nor output succeeds on any value control and does nothing, so
+    // `write('epoch')` or `write('stats.allocated')` would report a write that never happened.
+    const width = widthOf(name);
+    if (width !== null) {
+      throw new AllocscopeError(
+        'EINVAL',
+        `"${name}" holds a ${width}-byte value: jemalloc.write(name) without a value does nothing to it. ` +
+          'Pass the value to write, or read it with jemalloc.read().',
+        { name, width },
+      );
+    }
     errno = binding.jemallocWrite(name, 'void');
   } else if (isStringName(name)) {
     if (typeof value !== 'string' || value.includes('\0') || value.length > 4096) {
@@ -193,11 +211,17 @@ function write(name: string, value?: MallctlValue): void {
     errno = binding.jemallocWrite(name, 'sized', value ? 1n : 0n, 1);
   } else if ((typeof value === 'number' && Number.isSafeInteger(value)) || typeof value === 'bigint') {
     const big = BigInt(value);
-    if (big < 0n && !isSignedName(name)) {
+    const signed = isSignedName(name);
+    if (big < 0n && !signed) {
       throw new AllocscopeError('EINVAL', `"${name}" is unsigned; ${value} is negative.`, { name, value });
     }
-    if (big < -(2n ** 63n) || big >= 2n ** 64n) {
-      throw new AllocscopeError('EINVAL', `${value} does not fit in 64 bits.`, { name, value });
+    // A signed control reads 2^63 and above as negative numbers: refuse rather than wrap.
+    if (big < -(2n ** 63n) || big >= (signed ? 2n ** 63n : 2n ** 64n)) {
+      throw new AllocscopeError('EINVAL', `${value} does not fit in ${signed ? 'a signed' : 'an unsigned'} 64-bit value.`, { name, value });
+    }
+    const refusedValue = refusedValueReason(name, big);
+    if (refusedValue !== null) {
+      throw new AllocscopeError('EINVAL', `"${name}" ${refusedValue}; got ${value}.`, { name, value });
     }
     const width = widthOf(name);
     if (width === 1) {
@@ -214,6 +238,14 @@ function write(name: string, value?: MallctlValue): void {
       // so trying 8 then 4 bytes has no effect until the width is right (ctl.c).
       errno = binding.jemallocWrite(name, 'sized', bits, 8);
       if (errno === ERRNO.EINVAL && big <= 0xffffffffn) errno = binding.jemallocWrite(name, 'sized', bits, 4);
+      if (errno === ERRNO.EPERM) {
+        // Neither readable nor writable with a value: an action such as arena.<i>.purge.
+        throw new AllocscopeError('EINVAL', `"${name}" is an action that takes no value; call jemalloc.write("${name}") without one.`, {
+          name,
+          errno,
+          operation: 'write',
+        });
+      }
     }
   } else {
     throw new AllocscopeError(
@@ -245,6 +277,11 @@ export interface JemallocSummary {
  * epoch instead of refreshing them (to compare with a malloc_stats_print that just ran).
  */
 function summary(options: { advanceEpoch?: boolean } = {}): JemallocSummary {
+  if (typeof options !== 'object' || options === null || !['undefined', 'boolean'].includes(typeof options.advanceEpoch)) {
+    throw new AllocscopeError('EINVAL', `jemalloc.summary options must be an object like { advanceEpoch: false }; got ${describe(options)}.`, {
+      options: describe(options),
+    });
+  }
   requireAllocator('jemalloc', 'jemalloc.summary()');
   const names = slotNames();
   const slots = new Float64Array(names.length);
