@@ -36,7 +36,7 @@ import { GDB_INJECT_SCRIPT } from './attach-script';
 export interface AttachOptions {
   /** Consent: loading code into another process can crash or stall it. Must be true. */
   allowInject: boolean;
-  /** Bound on the whole attach, ms (default 15000). Every step inside gets a share of it. */
+  /** Bound on the gdb run, ms (default 15000); every step inside gets a share of it. The agent's first answer then has 5 s more at most. */
   timeoutMs?: number;
   /**
    * Let gdb load installed libc debug symbols (libc6-dbg). Default false: the calls need none,
@@ -175,7 +175,7 @@ async function runGdb(pid: number, gdb: string, library: string, options: { dead
         killed = true;
         child.kill(signal);
       }
-      if (await Promise.race([exited.then(() => true), sleep(waitMs).then(() => false)])) return;
+      if (await settlesWithin(exited, waitMs)) return;
     }
   };
   const onAbort = () => void cutShort('cancelled');
@@ -287,13 +287,15 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
     throw new AllocscopeError('EAGENT', `pid ${pid} is gone after the attach (it exited, or was killed while gdb held it); see its logs.`, { pid, stages: run.stages.map((s) => s.stage) });
   }
   if (loaded === undefined) throw failureOf(pid, run, timeoutMs, resumed);
-
-  const remaining = () => Math.max(1, deadline - Date.now());
-  const appeared = await waitUntil(() => agentSocketExists(pid, { dir }), Math.min(3000, remaining()));
+  if (run.cut === 'cancelled') {
+    throw new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled after the agent was loaded; it stays loaded (never unloaded) and serves snapshots (allocscope attach ${pid} --allow-inject reads it without injecting); the target runs on.`, { pid, loaded: true });
+  }
+  // timeoutMs bounds gdb; the agent's first answer has bounds of its own.
+  const appeared = await waitUntil(() => agentSocketExists(pid, { dir }), 3000);
   if (!appeared) {
     throw new AllocscopeError('EAGENT', `the agent is loaded into pid ${pid} but opened no socket (its directory may be untrusted: ${dir ?? `/tmp/allocscope-<uid>`}); the target runs on.`, { pid, dir });
   }
-  const snapshot = await readAgentSnapshot(pid, { dir, timeoutMs: Math.min(2000, remaining()) });
+  const snapshot = await readAgentSnapshot(pid, { dir, timeoutMs: 2000 });
   return {
     snapshot: relabel(snapshot),
     injected: true,
@@ -302,6 +304,17 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
     gdbMs: run.gdbMs,
     resumedTarget: resumed,
   };
+}
+
+/** True if `promise` settles within `ms`; leaves no timer behind (it would keep the process alive). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function throwIfAborted(pid: number, signal: AbortSignal | undefined): void {

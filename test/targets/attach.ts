@@ -237,6 +237,10 @@ t.test('whatever gdb reports or does, the outcome has a code and the target runs
     t.match(error, expected, label);
     t.equal(runsFree(w.pid), true, `${label}: the target runs`);
   }
+  const slow = fakeGdb(dir, 'gdb-loads-then-lingers', `echo '{"stage":"loaded","how":"x"}' >&3\necho '{"stage":"detached"}' >&3\nsleep 1`);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 200);
+  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: slow, signal: controller.signal }), { code: 'ECANCELED', details: { loaded: true } }, 'cancelled after the load: said so');
   const killer = fakeGdb(dir, 'gdb-kills', 'kill -KILL $ALLOCSCOPE_ATTACH_PID\necho \'{"stage":"detached"}\' >&3');
   await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: killer }), { code: 'EAGENT' }, 'a target that died meanwhile is reported');
 });
