@@ -13,9 +13,9 @@ export function injectionRisks(pid: number): string {
   return `allocscope attach ${pid} would load allocscope's agent into the running process ${pid} with gdb:
 
   - gdb stops every thread of the process while it attaches, finds a safe point and calls
-    dlopen("${agentLibraryPath()}") there: measured stops are ~20-40 ms for a C process and
-    ~0.5-0.9 s for Node (it reads the big node binary's symbols); latency-sensitive services
-    will feel it once;
+    dlopen("${agentLibraryPath()}") there. Measured on a busy 2-CPU machine: ~0.05-0.2 s
+    for a C process, ~0.3 s for Node (with --debug-symbols ~0.5-0.9 s and ~1-1.2 s).
+    Latency-sensitive services will feel it once;
   - that code then runs inside the process: one thread with all signals blocked serving
     snapshots on a Unix socket only its user and root can reach; it is never unloaded;
   - loading code into a live process can, in rare cases, crash or hang it. allocscope injects

@@ -79,19 +79,37 @@ export function checkRunnable(pid: number): ProcStatus {
   return status;
 }
 
-/** Effective capabilities of this process, from /proc/self/status. */
-function hasCapability(bit: number): boolean {
-  const caps = readStatus(process.pid)?.CapEff;
-  return caps !== undefined && (BigInt(`0x${caps}`) & (1n << BigInt(bit))) !== 0n;
-}
-const CAP_SYS_PTRACE = 19;
-
-function yamaScope(): number | null {
+function procOwner(pid: number): number {
   try {
-    return Number(readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim());
+    return statSync(`/proc/${pid}`).uid;
   } catch {
-    return null; // no Yama LSM
+    throw new AllocscopeError('ESRCH', `pid ${pid} exited.`, { pid });
   }
+}
+
+/** Who asks: the identity gdb will run with, and the kernel's ptrace policy. */
+export interface PtraceCaller {
+  /** Real uid and gid (PTRACE_MODE_ATTACH_REALCREDS compares these). */
+  uid: number;
+  gid: number;
+  /** CAP_SYS_PTRACE in the effective set. */
+  capSysPtrace: boolean;
+  /** kernel.yama.ptrace_scope, or null without Yama. */
+  yamaScope: number | null;
+}
+
+const CAP_SYS_PTRACE = 19n;
+
+/** This process as a ptrace caller, read from /proc/self/status and /proc/sys. */
+export function currentCaller(): PtraceCaller {
+  const caps = readStatus(process.pid)?.CapEff ?? '0';
+  let yamaScope: number | null = null;
+  try {
+    yamaScope = Number(readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim());
+  } catch {
+    /* no Yama LSM */
+  }
+  return { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1, capSysPtrace: (BigInt(`0x${caps}`) >> CAP_SYS_PTRACE) % 2n === 1n, yamaScope };
 }
 
 /**
@@ -99,13 +117,11 @@ function yamaScope(): number | null {
  * checked up front so the refusal comes with its reason. gdb then runs as the caller: attach never
  * gains a privilege the caller lacks (no sudo, no setuid helper).
  */
-export function checkPtraceAllowed(pid: number, status: ProcStatus): void {
-  const uid = process.getuid?.() ?? -1;
-  const gid = process.getgid?.() ?? -1;
+export function checkPtraceAllowed(pid: number, status: ProcStatus, caller: PtraceCaller = currentCaller()): void {
   const [realUid, effectiveUid, savedUid] = (status.Uid ?? '').split(/\s+/).map(Number);
   const [realGid, effectiveGid, savedGid] = (status.Gid ?? '').split(/\s+/).map(Number);
-  const capable = hasCapability(CAP_SYS_PTRACE);
-  const details = { pid, callerUid: uid, targetUid: effectiveUid, capSysPtrace: capable };
+  const { uid, gid, capSysPtrace: capable, yamaScope: scope } = caller;
+  const details = { pid, callerUid: uid, targetUid: effectiveUid, capSysPtrace: capable, yamaScope: scope };
   const sameUser = [realUid, effectiveUid, savedUid].every((u) => u === uid) && [realGid, effectiveGid, savedGid].every((g) => g === gid);
   if (!sameUser && !capable) {
     throw new AllocscopeError(
@@ -116,24 +132,17 @@ export function checkPtraceAllowed(pid: number, status: ProcStatus): void {
   }
   // A process that changed credentials (setuid) or called prctl(PR_SET_DUMPABLE, 0) is not
   // dumpable: procfs then shows its files as owned by root (proc(5)), and only CAP_SYS_PTRACE may attach.
-  let procOwner = effectiveUid;
-  try {
-    procOwner = statSync(`/proc/${pid}`).uid;
-  } catch {
-    /* checked again by gdb */
-  }
-  if (!capable && procOwner !== effectiveUid) {
+  if (!capable && procOwner(pid) !== effectiveUid) {
     throw new AllocscopeError('EACCES', `pid ${pid} is not dumpable (it changed credentials or disabled core dumps): only a caller with CAP_SYS_PTRACE may attach to it.`, details);
   }
-  const scope = yamaScope();
   if (scope === 3) {
-    throw new AllocscopeError('EACCES', 'kernel.yama.ptrace_scope is 3: no process may ptrace another until reboot, so nothing can be injected. Start the process with the preload agent instead (allocscope agent-path).', { ...details, yamaScope: scope });
+    throw new AllocscopeError('EACCES', 'kernel.yama.ptrace_scope is 3: no process may ptrace another until reboot, so nothing can be injected. Start the process with the preload agent instead (allocscope agent-path).', details);
   }
   if ((scope === 1 || scope === 2) && !capable) {
     throw new AllocscopeError(
       'EACCES',
       `kernel.yama.ptrace_scope is ${scope}: ${scope === 1 ? 'only a parent process (or one the target named with PR_SET_PTRACER)' : 'only a caller with CAP_SYS_PTRACE'} may ptrace pid ${pid}, and gdb would be neither. Run allocscope with CAP_SYS_PTRACE, or start the process with the preload agent (allocscope agent-path).`,
-      { ...details, yamaScope: scope },
+      details,
     );
   }
 }

@@ -78,6 +78,24 @@ t.test('a process busy inside malloc is injected at an allocator entry, not mid-
   }
 });
 
+t.test('a Node process: injected next to libuv, and the event loop keeps turning', async (t) => {
+  // A timer every 5 ms counts ticks on stdout; after the attach the count must still grow.
+  const node = spawn(process.execPath, ['-e', 'let n = 0; setInterval(() => n++, 5); setInterval(() => console.log(n), 100); console.log("ready")'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => node.kill('SIGKILL'));
+  let last = '';
+  node.stdout.on('data', (chunk: Buffer) => (last = chunk.toString().trim().split('\n').pop() ?? ''));
+  t.ok(await waitFor(() => last !== '', 10_000), 'node is up');
+  const result = await attachAgent(node.pid as number, { allowInject: true, timeoutMs: 30_000 });
+  t.equal(result.snapshot.allocator.name, 'glibc');
+  t.equal(result.snapshot.level, 'attached');
+  t.match(result.safePoint, /^blocked in /, String(result.safePoint));
+  t.comment(`node: stopped ~${result.stoppedMs} ms, gdb ${result.gdbMs} ms`);
+  const before = Number(last);
+  await sleep(300);
+  t.ok(Number(last) > before, `ticks went on: ${before} -> ${last}`);
+  t.equal(runsFree(node.pid as number), true);
+});
+
 t.test('with libc debug symbols allowed, the same call forms work (the target just stops longer)', async (t) => {
   const w = await start(['leak', '4096', '5', '0']);
   await attachAndCheck(t, w, 'glibc', true);
