@@ -12,6 +12,8 @@ export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './
 export { tcmalloc } from './allocators/tcmalloc';
 export { mimalloc } from './allocators/mimalloc';
 export type { ReleaseResult } from './allocators/types';
+export { attachAgent } from './targets/attach';
+export type { AttachOptions, AttachResult } from './targets/attach';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

@@ -6,7 +6,7 @@ import schema from '../../schema/snapshot.v1.json';
 import { EXIT_NO_CONSENT } from '../../lib/cli/attach';
 import { main } from '../../lib/cli/main';
 import { processState, readStatus } from '../../lib/targets/attach-preflight';
-import { startWorkload, waitFor, type Workload } from '../helpers/workload';
+import { startWorkload, waitFor, WORKLOAD, type Workload } from '../helpers/workload';
 
 const bin = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const running: Workload[] = [];
@@ -111,6 +111,18 @@ t.test('a signal during the attach (in process): the command undoes it and retur
   t.match(result.err, /\[ECANCELED\]/);
   t.equal(process.listeners('SIGINT').includes(handler), false, 'the listener is removed afterwards');
   t.ok(await waitFor(() => runsFree(w.pid), 1000), 'alive, running, untraced');
+});
+
+t.test("as nobody against nobody's own process: it works with no privilege at all", { skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false }, async (t) => {
+  const target = spawn(WORKLOAD, ['leak', '4096', '10', '0'], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => target.kill('SIGKILL'));
+  await new Promise((resolve) => target.stdout.once('data', resolve));
+  const pid = target.pid as number;
+  const asNobody = spawnSync(process.execPath, [bin, 'attach', String(pid), '--allow-inject', '--json'], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH } });
+  t.equal(asNobody.status, 0, asNobody.stderr);
+  t.equal(JSON.parse(asNobody.stdout).level, 'attached');
+  t.match(asNobody.stderr, /agent loaded into pid/);
+  t.ok(runsFree(pid));
 });
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
