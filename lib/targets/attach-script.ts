@@ -112,9 +112,15 @@ def frames(thread, limit):
     return out
 
 
+MACHINE = os.uname().machine
+# The instruction a thread blocked in a system call has just executed, and tgkill's number.
+SYSCALL_INSN = {'x86_64': b'\x0f\x05', 'aarch64': b'\x01\x00\x00\xd4'}.get(MACHINE, b'\x0f\x05')
+SYS_TGKILL = {'x86_64': 234, 'aarch64': 131}.get(MACHINE, 234)
+
+
 def in_syscall(pc):
     try:
-        return bytes(gdb.selected_inferior().read_memory(pc - 2, 2)) == b'\x0f\x05'
+        return bytes(gdb.selected_inferior().read_memory(pc - len(SYSCALL_INSN), len(SYSCALL_INSN))) == SYSCALL_INSN
     except gdb.error:
         return False
 
@@ -220,7 +226,6 @@ def signal_blocked(tid, number):
 
 
 libc = ctypes.CDLL(None, use_errno=True)
-SYS_TGKILL = 234  # x86_64
 
 
 def bounded_call(thread, expression):
