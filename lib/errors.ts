@@ -21,6 +21,8 @@ export type AllocscopeErrorCode =
   | 'EPROTO'
   /** A bounded wait ran out. */
   | 'ETIMEDOUT'
+  /** The caller cancelled (an AbortSignal, or SIGINT/SIGTERM of the CLI) and the work was undone. */
+  | 'ECANCELED'
   /** A measured native leak (testing assertions). */
   | 'ELEAK';
 

@@ -17,6 +17,8 @@ export type { GrowthOptions, NativeGrowth, NoLeakOptions } from './testing';
 export { serve } from './serve';
 export type { ServeHandle, ServeOptions } from './serve';
 export { readAgentSnapshot, agentLibraryPath } from './targets/agent';
+export { attachAgent } from './targets/attach';
+export type { AttachOptions, AttachResult } from './targets/attach';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

@@ -3,6 +3,7 @@
 import { AllocscopeError } from '../errors';
 import { UsageError } from './args';
 import { agentLibraryPath } from '../targets/agent';
+import { attachCommand } from './attach';
 import { demoCommand } from './demo';
 import { snapshotCommand } from './snapshot-command';
 
@@ -12,6 +13,9 @@ commands:
   snapshot [--json] [--full]   this process's allocator, RSS and ratios (a smoke test)
   demo [--seconds N] [--json]  the same malloc-heavy workload under each installed allocator, compared
   agent-path                   the path of liballocscope_agent.so, for LD_PRELOAD
+  attach PID --allow-inject [--json] [--timeout MS]
+                               load the agent into a running process with gdb (without
+                               --allow-inject: explains the risks, exits 3)
   help                         this text`;
 
 export async function main(argv: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
@@ -22,6 +26,8 @@ export async function main(argv: readonly string[], out: (text: string) => void,
         return snapshotCommand(rest, out);
       case 'demo':
         return await demoCommand(rest, out);
+      case 'attach':
+        return await attachCommand(rest, out, err);
       case 'agent-path':
         out(agentLibraryPath());
         return 0;

@@ -1,0 +1,270 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import schema from '../../schema/snapshot.v1.json';
+import { readAgentSnapshot } from '../../lib/targets/agent';
+import { attachAgent, type AttachResult } from '../../lib/targets/attach';
+import { processState, readStatus } from '../../lib/targets/attach-preflight';
+import { skipUnlessInstalled } from '../helpers/child';
+import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
+
+const validate = new Ajv2020().compile(schema);
+const running: Workload[] = [];
+t.teardown(() => running.forEach((w) => w.stop()));
+
+// No agent preloaded: attach is how the agent gets in.
+async function start(args: string[], options: Parameters<typeof startWorkload>[1] = {}): Promise<Workload> {
+  const workload = await startWorkload(args, { agent: false, ...options });
+  running.push(workload);
+  return workload;
+}
+
+/** Alive, not stopped, and no tracer left behind. */
+function runsFree(pid: number): string | true {
+  const state = processState(pid);
+  const tracer = readStatus(pid)?.TracerPid;
+  if (state === null || state === 'Z' || state === 'X') return `pid ${pid} is gone (${state})`;
+  if (state === 'T' || state === 't') return `pid ${pid} is stopped (${state})`;
+  if (tracer !== '0') return `pid ${pid} is still traced by ${tracer}`;
+  return true;
+}
+
+const stoppedTimes: number[] = [];
+t.teardown(() => {
+  if (stoppedTimes.length > 0) t.comment(`target stop per attach (sampled), ms: ${stoppedTimes.join(', ')}`);
+});
+
+async function attachAndCheck(t: tap.Test, w: Workload, name: string, debugSymbols = false): Promise<AttachResult> {
+  const result = await attachAgent(w.pid, { allowInject: true, debugSymbols, timeoutMs: 30_000 });
+  t.equal(result.injected, true, `injected (${result.safePoint}, stopped ~${result.stoppedMs} ms, gdb ${result.gdbMs} ms)`);
+  t.equal(result.snapshot.allocator.name, name, result.snapshot.allocator.detectedBy);
+  t.equal(result.snapshot.level, 'attached');
+  t.equal(result.snapshot.source, 'attach');
+  t.equal(result.snapshot.pid, w.pid);
+  t.ok(validate(result.snapshot), JSON.stringify(validate.errors));
+  t.equal(runsFree(w.pid), true, 'the target runs on, untraced');
+  t.equal(result.resumedTarget, false, 'gdb detached cleanly: nothing to resume');
+  stoppedTimes.push(result.stoppedMs ?? -1);
+  return result;
+}
+
+for (const name of ['glibc', 'jemalloc'] as const) {
+  t.test(`${name}: attach loads the agent into a running process, which keeps running`, { skip: name === 'glibc' ? false : skipUnlessInstalled(name) }, async (t) => {
+    // 64 KiB every 10 ms, never freed.
+    const w = await start(['leak', '65536', '10', '0'], { allocator: name });
+    const first = await attachAndCheck(t, w, name);
+    t.match(first.safePoint, /^blocked in (clock_)?nanosleep$/, 'a thread asleep in nanosleep is a safe point');
+    await sleep(400);
+    const second = await readAgentSnapshot(w.pid);
+    const grown = (second.allocatorBytes.allocated ?? 0) - (first.snapshot.allocatorBytes.allocated ?? 0);
+    t.ok(grown > 1024 * 1024, `it kept allocating after the attach: +${grown} bytes in 400 ms`);
+    t.equal(runsFree(w.pid), true);
+  });
+}
+
+t.test('a process busy inside malloc is injected at an allocator entry, not mid-malloc', async (t) => {
+  // heaptrack's `call dlopen("...")` killed this target in 14 of 15 tries (gdb malloc'd the string
+  // inside an unfinished malloc). Three attaches in a row must all leave it running.
+  for (let i = 0; i < 3; i++) {
+    const w = await start(['steady', '100000', '0', '0']);
+    const result = await attachAndCheck(t, w, 'glibc');
+    t.match(result.safePoint, /^at the entry of (malloc|free|calloc|realloc)$|^blocked in/, String(result.safePoint));
+    await sleep(100);
+    t.equal(runsFree(w.pid), true, 'still running 100 ms later');
+    w.stop();
+  }
+});
+
+t.test('a Node process: injected next to libuv, and the event loop keeps turning', async (t) => {
+  // A timer every 5 ms counts ticks on stdout; after the attach the count must still grow.
+  const node = spawn(process.execPath, ['-e', 'let n = 0; setInterval(() => n++, 5); setInterval(() => console.log(n), 100); console.log("ready")'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => node.kill('SIGKILL'));
+  let last = '';
+  node.stdout.on('data', (chunk: Buffer) => (last = chunk.toString().trim().split('\n').pop() ?? ''));
+  t.ok(await waitFor(() => last !== '', 10_000), 'node is up');
+  const result = await attachAgent(node.pid as number, { allowInject: true, timeoutMs: 30_000 });
+  t.equal(result.snapshot.allocator.name, 'glibc');
+  t.equal(result.snapshot.level, 'attached');
+  t.match(result.safePoint, /^blocked in /, String(result.safePoint));
+  t.comment(`node: stopped ~${result.stoppedMs} ms, gdb ${result.gdbMs} ms`);
+  const before = Number(last);
+  await sleep(300);
+  t.ok(Number(last) > before, `ticks went on: ${before} -> ${last}`);
+  t.equal(runsFree(node.pid as number), true);
+});
+
+t.test('with libc debug symbols allowed, the same call forms work (the target just stops longer)', async (t) => {
+  const w = await start(['leak', '4096', '5', '0']);
+  await attachAndCheck(t, w, 'glibc', true);
+});
+
+t.test('an agent that already answers is returned without injecting', async (t) => {
+  const preloaded = await start(['steady', '10', '5', '0'], { agent: true });
+  t.ok(await waitFor(() => readStatus(preloaded.pid) !== null, 1000));
+  await sleep(200); // the agent thread opens its socket
+  const viaPreload = await attachAgent(preloaded.pid, { allowInject: true });
+  t.equal(viaPreload.injected, false);
+  t.equal(viaPreload.snapshot.level, 'agent', 'started with LD_PRELOAD: level agent');
+  t.equal(viaPreload.stoppedMs, null);
+
+  const w = await start(['steady', '10', '5', '0']);
+  await attachAgent(w.pid, { allowInject: true, timeoutMs: 30_000 });
+  const again = await attachAgent(w.pid, { allowInject: true });
+  t.equal(again.injected, false, 'a second attach finds the injected agent');
+  t.equal(again.snapshot.level, 'attached');
+  t.equal(runsFree(w.pid), true);
+});
+
+t.test('refusals: no consent, bad pid, no such process, this process', async (t) => {
+  const w = await start(['steady', '10', '5', '0']);
+  await t.rejects(attachAgent(w.pid, { allowInject: false }), { code: 'EINVAL' });
+  await t.rejects(attachAgent(w.pid, undefined as never), { code: 'EINVAL' });
+  t.equal(readStatus(w.pid)?.TracerPid, '0', 'refused before gdb ever ran');
+  for (const pid of [0, -1, 1.5, Number.NaN]) await t.rejects(attachAgent(pid, { allowInject: true }), { code: 'EINVAL' }, String(pid));
+  await t.rejects(attachAgent(process.pid, { allowInject: true }), { code: 'EINVAL' }, 'not itself');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, timeoutMs: 0 }), { code: 'EINVAL' });
+  const gone = await start(['steady', '10', '5', '0']);
+  gone.stop();
+  await new Promise((resolve) => gone.child.once('exit', resolve));
+  await t.rejects(attachAgent(gone.pid, { allowInject: true }), { code: 'ESRCH' }, 'a dead pid');
+  await t.rejects(attachAgent(4_194_304 + 1, { allowInject: true }), { code: 'ESRCH' }, 'beyond pid_max');
+});
+
+t.test('a stopped target is refused and left exactly as it was', async (t) => {
+  const w = await start(['steady', '10', '5', '0']);
+  process.kill(w.pid, 'SIGSTOP');
+  t.teardown(() => process.kill(w.pid, 'SIGCONT'));
+  t.ok(await waitFor(() => processState(w.pid) === 'T', 2000));
+  await t.rejects(attachAgent(w.pid, { allowInject: true }), { code: 'EINVAL' });
+  t.equal(processState(w.pid), 'T', 'still stopped: not ours to resume');
+  t.equal(readStatus(w.pid)?.TracerPid, '0');
+  process.kill(w.pid, 'SIGCONT');
+  t.ok(await waitFor(() => runsFree(w.pid) === true, 2000));
+});
+
+t.test('a process another debugger traces is refused', async (t) => {
+  const w = await start(['steady', '10', '5', '0']);
+  const other = spawn('gdb', ['-nx', '-batch', '-p', String(w.pid), '-ex', 'python import time; time.sleep(20)'], { stdio: 'ignore' });
+  t.teardown(() => other.kill('SIGKILL'));
+  // Attached and settled (state t): a gdb killed before it has taken the attach SIGSTOP leaves
+  // the process in group stop, which is this test's doing, not attach's.
+  t.ok(await waitFor(() => readStatus(w.pid)?.TracerPid === String(other.pid) && processState(w.pid) === 't', 10_000), 'the other gdb attached');
+  await t.rejects(attachAgent(w.pid, { allowInject: true }), { code: 'EACCES' });
+  other.kill('SIGTERM'); // gdb quits and detaches
+  t.ok(await waitFor(() => runsFree(w.pid) === true, 5000), 'runs once the other debugger is gone');
+});
+
+t.test('a deadline too short for gdb: ETIMEDOUT, nothing loaded, and the target runs on', async (t) => {
+  const w = await start(['leak', '4096', '5', '0']);
+  const started = Date.now();
+  await t.rejects(attachAgent(w.pid, { allowInject: true, timeoutMs: 1 }), { code: 'ETIMEDOUT' });
+  t.ok(Date.now() - started < 15_000, `the cut is bounded: ${Date.now() - started} ms`);
+  t.equal(runsFree(w.pid), true, 'alive, running, untraced');
+  t.equal(readFileSync(`/proc/${w.pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'the cancelled gdb loaded nothing');
+  await sleep(100);
+  t.equal(runsFree(w.pid), true, 'and 100 ms later');
+});
+
+t.test('an abort mid-attach: ECANCELED, gdb detaches, the target runs on', async (t) => {
+  const w = await start(['leak', '4096', '5', '0']);
+  const controller = new AbortController();
+  const attach = attachAgent(w.pid, { allowInject: true, debugSymbols: true, signal: controller.signal, timeoutMs: 30_000 });
+  const traced = await waitFor(() => readStatus(w.pid)?.TracerPid !== '0', 10_000);
+  controller.abort();
+  const outcome = await attach.then(
+    () => 'loaded',
+    (e: { code: string }) => e.code,
+  );
+  t.ok(traced, 'gdb had attached when the abort came');
+  t.ok(outcome === 'ECANCELED' || outcome === 'loaded', outcome);
+  t.equal(runsFree(w.pid), true);
+  const aborted = new AbortController();
+  aborted.abort();
+  await t.rejects(attachAgent(w.pid, { allowInject: true, signal: aborted.signal }), { code: 'ECANCELED' }, 'already aborted: gdb never starts');
+});
+
+t.test('no thread reaches a safe point (a busy loop that never calls malloc): nothing injected', async (t) => {
+  const loop = spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+  t.teardown(() => loop.kill('SIGKILL'));
+  const pid = loop.pid as number;
+  await sleep(100);
+  // timeoutMs 6000: a 1200 ms safe-point budget, and time for gdb on a loaded machine.
+  const error = await attachAgent(pid, { allowInject: true, timeoutMs: 6000 }).catch((e: { code: string; details: { step?: string } }) => e);
+  t.match(error, { code: 'ETIMEDOUT' });
+  t.comment(`ended by: ${(error as { details: { step?: string } }).details.step ?? 'the deadline'}`);
+  t.equal(runsFree(pid), true, 'the loop runs on, untraced');
+  t.equal(readFileSync(`/proc/${pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'nothing was loaded');
+});
+
+t.test("a library the target cannot load: EAGENT with dlopen's reason, the target runs on", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-attach-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const notElf = join(dir, 'libnot-elf.so');
+  writeFileSync(notElf, 'not an ELF file\n', { mode: 0o644 });
+  const w = await start(['leak', '4096', '5', '0']);
+  const error = await attachAgent(w.pid, { allowInject: true, library: notElf, timeoutMs: 30_000 }).catch((e: { code: string; details: { step: string } }) => e);
+  t.match(error, { code: 'EAGENT', details: { step: 'dlopen' } });
+  t.equal(runsFree(w.pid), true);
+  await t.rejects(attachAgent(w.pid, { allowInject: true, library: 'libnot-elf.so' }), { code: 'EINVAL' }, 'a relative path');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, library: join(dir, 'missing.so') }), { code: 'EAGENT' }, 'a missing file');
+  chmodSync(dir, 0o777);
+  await t.rejects(attachAgent(w.pid, { allowInject: true, library: notElf }), { code: 'EACCES' }, 'a directory anyone could swap the library in');
+  t.equal(readStatus(w.pid)?.TracerPid, '0');
+});
+
+/** A stand-in for gdb: a shell script that gets the same environment, cwd and fd 3. */
+function fakeGdb(dir: string, name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return path;
+}
+
+t.test('a gdb that hangs and ignores SIGTERM is killed: cancel, SIGTERM, SIGKILL', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-attach-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const hanging = fakeGdb(dir, 'gdb-hangs', "trap '' TERM\nexec sleep 60");
+  const w = await start(['steady', '10', '5', '0']);
+  const started = Date.now();
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 300); // after the deadline: the first cut stands
+  const error = await attachAgent(w.pid, { allowInject: true, gdbPath: hanging, timeoutMs: 50, signal: controller.signal }).catch((e: unknown) => e);
+  t.match(error, { code: 'ETIMEDOUT', details: { gdbKilled: true } });
+  // 50 ms, the cancel grace (4 x 200 ms calls + 2 s) and 2 s after SIGTERM.
+  t.ok(Date.now() - started < 10_000, `bounded: ${Date.now() - started} ms`);
+  t.equal(runsFree(w.pid), true);
+});
+
+t.test('whatever gdb reports or does, the outcome has a code and the target runs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-attach-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cases: Array<[string, string, Record<string, unknown>]> = [
+    ['refused by ptrace', `echo 'not json' >&3\necho '{"stage":"error","code":"attach","message":"gdb could not attach"}' >&3\necho 'ptrace: Operation not permitted.' >&2\nexit 1`, { code: 'EACCES', details: { step: 'attach' } }],
+    ['a failing step', `echo '{"stage":"attached"}' >&3\necho '{"stage":"error","code":"gdb","message":"boom"}' >&3\necho '{"stage":"detached"}' >&3`, { code: 'EAGENT', details: { step: 'gdb' } }],
+    ['dead at once, no log', 'rm -f gdb.log\nexit 1', { code: 'EAGENT', details: { stages: [] } }],
+    // What a gdb killed at the wrong moment can do: leave the process in group stop.
+    ['died leaving the target stopped', 'kill -STOP $ALLOCSCOPE_ATTACH_PID\nexit 1', { code: 'EAGENT', details: { resumedTarget: true } }],
+    ['"loaded" but no agent socket', `echo '{"stage":"loaded","how":"x"}' >&3\necho '{"stage":"detached"}' >&3`, { code: 'EAGENT' }],
+  ];
+  const w = await start(['steady', '10', '5', '0']);
+  for (const [label, body, expected] of cases) {
+    const gdbPath = fakeGdb(dir, label.replace(/\W+/g, '-'), body);
+    const error = await attachAgent(w.pid, { allowInject: true, gdbPath }).catch((e: unknown) => e);
+    t.match(error, expected, label);
+    t.equal(runsFree(w.pid), true, `${label}: the target runs`);
+  }
+  const slow = fakeGdb(dir, 'gdb-loads-then-lingers', `echo '{"stage":"loaded","how":"x"}' >&3\necho '{"stage":"detached"}' >&3\nsleep 1`);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 200);
+  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: slow, signal: controller.signal }), { code: 'ECANCELED', details: { loaded: true } }, 'cancelled after the load: said so');
+  const killer = fakeGdb(dir, 'gdb-kills', 'kill -KILL $ALLOCSCOPE_ATTACH_PID\necho \'{"stage":"detached"}\' >&3');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: killer }), { code: 'EAGENT' }, 'a target that died meanwhile is reported');
+});
+
+t.test('no gdb: EUNSUPPORTED before anything happens', async (t) => {
+  const w = await start(['steady', '10', '5', '0']);
+  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: '/nonexistent/gdb' }), { code: 'EUNSUPPORTED' });
+  t.equal(runsFree(w.pid), true);
+});
