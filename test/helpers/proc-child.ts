@@ -1,0 +1,96 @@
+/**
+ * Real processes for the /proc readers' tests: long-lived targets, a pid that is certainly gone,
+ * and a scenario run as another user (nobody), to meet the kernel's permission checks for real.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+
+export const NOBODY = 65534;
+
+/** A child that lives until stopped. */
+export interface Target {
+  child: ChildProcess;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `command` and waits until it is running the program (not a half-exec'd fork): either
+ * until it prints `readyLine` on stdout or, without one, until /proc shows the program's name.
+ */
+export async function startTarget(command: string, args: readonly string[], options: SpawnOptions & { readyLine?: string } = {}): Promise<Target> {
+  const { readyLine, ...spawnOptions } = options;
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], ...spawnOptions });
+  if (child.pid === undefined) throw new Error(`could not start ${command}`);
+  const pid = child.pid;
+  if (readyLine !== undefined) {
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (chunk) => {
+        out += chunk;
+        if (out.includes(readyLine)) resolve();
+      });
+      child.once('exit', (code, signal) => reject(new Error(`${command} exited (${code ?? signal}) before printing ${readyLine}:\n${out}`)));
+    });
+  } else {
+    const name = command.split('/').pop()?.slice(0, 15);
+    for (let i = 0; i < 200 && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== name; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+  return {
+    child,
+    pid,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+    },
+  };
+}
+
+/** The pid of a process that has exited and been reaped. */
+export async function reapedPid(): Promise<number> {
+  const child = spawn('true', [], { stdio: 'ignore' });
+  await once(child, 'exit');
+  // libuv reaps on SIGCHLD before 'exit' is emitted: /proc/<pid> is gone now.
+  return child.pid as number;
+}
+
+/**
+ * Runs `scenario` of `testFile` as uid/gid `uid` (we are root in the test environment) and
+ * resolves with its JSON result. The child gets tap's TypeScript loader only (not its
+ * process-info hooks, which write into .tap/ where nobody may not) and a minimal environment.
+ */
+export function asUser<T>(testFile: string, scenario: string, uid: number = NOBODY, env: Record<string, string> = {}): Promise<T> {
+  const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript'));
+  const childEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', TS_NODE_TRANSPILE_ONLY: '1', ...env, ALLOCSCOPE_SCENARIO: scenario };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...loader, testFile], { uid, gid: uid, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const line = stdout.split('\n').find((l) => l.startsWith('{"scenarioResult"'));
+      if (line === undefined) {
+        reject(new Error(`scenario ${scenario} as uid ${uid} printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
+        return;
+      }
+      resolve((JSON.parse(line) as { scenarioResult: T }).scenarioResult);
+    });
+  });
+}
+
+/** Runs `fn` and returns the AllocscopeError code it throws, or 'none'. For scenarios whose results cross a process boundary. */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+    return 'none';
+  } catch (error) {
+    return (error as { code?: string }).code ?? 'no code';
+  }
+}

@@ -1,0 +1,93 @@
+import t from 'tap';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkPid, procRootOf, readProcFile } from '../../lib/proc/files';
+import { runScenario, scenarioName } from '../helpers/child';
+import { asUser, codeOf, reapedPid, startTarget } from '../helpers/proc-child';
+
+if (scenarioName() !== undefined) {
+  void runScenario({
+    // As nobody: the parent's (root's) maps and a mode-000 file in a fake procfs tree.
+    unreadable: () => ({
+      maps: codeOf(() => readProcFile(Number(process.env.TARGET_PID), 'maps')),
+      status: codeOf(() => readProcFile(Number(process.env.TARGET_PID), 'status')),
+      fakeStatus: codeOf(() => readProcFile(1234, 'status', { procRoot: process.env.FAKE_ROOT })),
+    }),
+  });
+} else {
+  t.test('checkPid accepts process ids and rejects everything else with EINVAL', async (t) => {
+    t.equal(checkPid(1), 1);
+    t.equal(checkPid(process.pid), process.pid);
+    for (const bad of [0, -1, 1.5, Number.NaN, Infinity, 4 * 1024 * 1024, '12', null, undefined, {}, 12n]) {
+      t.throws(() => checkPid(bad), { code: 'EINVAL' }, String(bad));
+    }
+  });
+
+  t.test('procRoot must be an absolute path', async (t) => {
+    t.equal(procRootOf(undefined), '/proc');
+    t.equal(procRootOf({ procRoot: '/host/proc' }), '/host/proc');
+    t.throws(() => procRootOf({ procRoot: 'proc' }), { code: 'EINVAL' });
+    t.throws(() => procRootOf({ procRoot: 5 as unknown as string }), { code: 'EINVAL' });
+  });
+
+  t.test('reads a whole file, however large, and maps errno to codes', async (t) => {
+    const target = await startTarget('sleep', ['60']);
+    t.teardown(() => target.stop());
+    t.match(readProcFile(target.pid, 'comm'), /^sleep\n$/);
+    // Our own maps is far larger than the 16 KiB starting buffer.
+    const maps = readProcFile(process.pid, 'maps');
+    t.ok(maps.length > 16 * 1024, `maps is ${maps.length} characters`);
+    t.ok(maps.endsWith('\n') && maps.includes('[stack]'), 'read to the end');
+    const gone = await reapedPid();
+    t.throws(() => readProcFile(gone, 'status'), { code: 'ESRCH' }, 'a reaped pid');
+    t.throws(() => readProcFile(target.pid, 'no_such_file'), { code: 'EUNSUPPORTED' }, 'a file this kernel does not have');
+    t.throws(() => readProcFile(target.pid, 'status', { procRoot: '/nonexistent' }), { code: 'ESRCH' });
+  });
+
+  t.test('a process that exits between open and read: ESRCH', async (t) => {
+    // The kernel's side: a read on an fd opened before the exit fails with ESRCH...
+    const target = await startTarget('sleep', ['60']);
+    const fd = openSync(`/proc/${target.pid}/statm`, 'r');
+    await target.stop();
+    t.throws(() => readSync(fd, Buffer.alloc(64), 0, 64, 0), { code: 'ESRCH' }, 'the kernel says ESRCH on read');
+    closeSync(fd);
+    // ...and ours: that errno on read becomes the ESRCH code.
+    const fs = await import('node:fs');
+    const { readProcFile: mockedRead } = t.mockRequire<typeof import('../../lib/proc/files')>('../../lib/proc/files', {
+      'node:fs': {
+        ...fs,
+        readSync: () => {
+          throw Object.assign(new Error('ESRCH: no such process, read'), { code: 'ESRCH' });
+        },
+      },
+    });
+    t.throws(() => mockedRead(process.pid, 'statm'), { code: 'ESRCH' });
+  });
+
+  t.test('as nobody: maps of a root process and a mode-000 file are EACCES, status is readable', async (t) => {
+    const root = mkdtempSync(join(tmpdir(), 'allocscope-proc-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    chmodSync(root, 0o755);
+    mkdirSync(join(root, '1234'), { mode: 0o755 });
+    writeFileSync(join(root, '1234', 'status'), 'Name:\tfake\n', { mode: 0o000 });
+    const result = await asUser<{ maps: string; status: string; fakeStatus: string }>(__filename, 'unreadable', undefined, {
+      TARGET_PID: String(process.pid),
+      FAKE_ROOT: root,
+    });
+    t.same(result, { maps: 'EACCES', status: 'none', fakeStatus: 'EACCES' });
+    // The same errnos in this process (coverage does not follow the nobody child).
+    const fs = await import('node:fs');
+    for (const errno of ['EACCES', 'EPERM']) {
+      const { readProcFile: mockedRead } = t.mockRequire<typeof import('../../lib/proc/files')>('../../lib/proc/files', {
+        'node:fs': {
+          ...fs,
+          openSync: () => {
+            throw Object.assign(new Error(`${errno}: open`), { code: errno });
+          },
+        },
+      });
+      t.throws(() => mockedRead(process.pid, 'smaps_rollup'), { code: 'EACCES' }, errno);
+    }
+  });
+}
