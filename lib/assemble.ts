@@ -38,12 +38,15 @@ export interface SampleContext {
   extraCost?: CostClass;
 }
 
-const RAW_GROUPS = ['statm.', 'status.', 'rusage.', 'smaps_rollup.'] as const;
+const RAW_GROUPS = ['statm.', 'status.', 'rusage.', 'smaps_rollup.', 'maps.'] as const;
 
 export function assembleSnapshot(context: SampleContext): Snapshot {
   const { read } = context;
   const entry = allocatorEntry(context.allocator.name);
-  const allocatorBytes = (entry !== undefined ? entry.mapping.bytesFrom(read) : null) ?? { ...NULL_ALLOCATOR_BYTES };
+  const fromAllocator = entry !== undefined ? entry.mapping.bytesFrom(read) : null;
+  const allocatorBytes = fromAllocator ?? { ...NULL_ALLOCATOR_BYTES };
+  // The allocator's read costs only when it happened (procfs names the allocator, never reads it).
+  const allocatorCost = fromAllocator !== null ? entry?.mapping.costClass : undefined;
   const processBytes = processBytesFrom(read);
   const ratios: SnapshotRatios = {
     ...commonRatios(allocatorBytes, processBytes),
@@ -62,9 +65,9 @@ export function assembleSnapshot(context: SampleContext): Snapshot {
     if (Object.keys(group).length > 0) raw[prefix.slice(0, -1)] = group;
   }
   const staticClass: CostClass =
-    context.extraCost === 'expensive' || entry?.mapping.costClass === 'expensive'
+    context.extraCost === 'expensive' || allocatorCost === 'expensive'
       ? 'expensive'
-      : context.extraCost === 'moderate' || entry?.mapping.costClass === 'moderate'
+      : context.extraCost === 'moderate' || allocatorCost === 'moderate'
         ? 'moderate'
         : 'cheap';
   return {

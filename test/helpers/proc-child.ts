@@ -12,36 +12,42 @@ export const NOBODY = 65534;
 export interface Target {
   child: ChildProcess;
   pid: number;
+  /** What it printed on stdout so far. */
+  output(): string;
   stop(): Promise<void>;
 }
 
 /**
  * Starts `command` and waits until it is running the program (not a half-exec'd fork): either
- * until it prints `readyLine` on stdout or, without one, until /proc shows the program's name.
+ * until it prints `readyLine` on stdout or, without one, until /proc shows the program asleep.
  */
 export async function startTarget(command: string, args: readonly string[], options: SpawnOptions & { readyLine?: string } = {}): Promise<Target> {
   const { readyLine, ...spawnOptions } = options;
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], ...spawnOptions });
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   const pid = child.pid;
+  let out = '';
+  child.stdout?.on('data', (chunk) => (out += chunk));
   if (readyLine !== undefined) {
-    let out = '';
     await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (chunk) => {
-        out += chunk;
+      child.stdout?.on('data', () => {
         if (out.includes(readyLine)) resolve();
       });
       child.once('exit', (code, signal) => reject(new Error(`${command} exited (${code ?? signal}) before printing ${readyLine}:\n${out}`)));
     });
   } else {
+    // Running the program, and asleep in it: past exec and past the loader's mapping of libraries.
     const name = command.split('/').pop()?.slice(0, 15);
-    for (let i = 0; i < 200 && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== name; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    const settled = () => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.startsWith(`${pid} (${name}) S `);
+    };
+    for (let i = 0; i < 500 && !settled(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return {
     child,
     pid,
+    output: () => out,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
