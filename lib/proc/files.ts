@@ -39,37 +39,68 @@ export function procRootOf(options: ProcFileOptions | undefined): string {
 let buffer = Buffer.allocUnsafe(16 * 1024);
 
 /**
- * The whole text of /proc/<pid>/<name>. Throws EINVAL for a bad pid, ESRCH when the process does not exist (or exits
- * mid-read), EACCES when this user may not read that file, EUNSUPPORTED when the process exists
- * but this kernel has no such file (smaps_rollup needs Linux >= 4.14).
+ * The whole text of /proc/<pid>/<name>. Throws EINVAL for a bad pid, ESRCH when the process does
+ * not exist (or exits mid-read), EACCES when this user may not read that file, EUNSUPPORTED when
+ * the process exists but this kernel has no such file (smaps_rollup needs Linux >= 4.14).
  */
 export function readProcFile(pid: number, name: string, options?: ProcFileOptions): string {
-  checkPid(pid);
-  const root = procRootOf(options);
-  const path = `${root}/${pid}/${name}`;
-  let fd: number;
+  const file = new ProcFile(pid, name, options);
   try {
-    fd = openSync(path, 'r');
-  } catch (error) {
-    throw procError(error as NodeJS.ErrnoException, pid, name, root);
-  }
-  try {
-    let length = 0;
-    for (;;) {
-      if (length === buffer.length) {
-        const grown = Buffer.allocUnsafe(buffer.length * 2);
-        buffer.copy(grown, 0, 0, length);
-        buffer = grown;
-      }
-      const got = readSync(fd, buffer, length, buffer.length - length, null);
-      if (got === 0) break;
-      length += got;
-    }
-    return buffer.toString('utf8', 0, length);
-  } catch (error) {
-    throw procError(error as NodeJS.ErrnoException, pid, name, root);
+    return file.read();
   } finally {
-    closeSync(fd);
+    file.close();
+  }
+}
+
+/**
+ * One /proc/<pid>/<name> kept open and re-read from offset 0 (pread), for polling: it skips the
+ * path lookup, open and close (statm: 0.7 us instead of 3 us, references/limits.md §4). The fd
+ * stays bound to the process it was opened for: once that process exits, reads fail with ESRCH,
+ * even when its pid has been given to a new process.
+ */
+export class ProcFile {
+  readonly pid: number;
+  readonly name: string;
+  private readonly root: string;
+  private fd: number | null;
+
+  /** Opens the file; throws as readProcFile does. */
+  constructor(pid: number, name: string, options?: ProcFileOptions) {
+    this.pid = checkPid(pid);
+    this.name = name;
+    this.root = procRootOf(options);
+    try {
+      this.fd = openSync(`${this.root}/${pid}/${name}`, 'r');
+    } catch (error) {
+      throw procError(error as NodeJS.ErrnoException, pid, name, this.root);
+    }
+  }
+
+  /** The whole file as it is now. Throws ESRCH once the process is gone, EINVAL after close(). */
+  read(): string {
+    if (this.fd === null) throw new AllocscopeError('EINVAL', `${this.root}/${this.pid}/${this.name} was closed; open it again to read it.`, { pid: this.pid, file: this.name });
+    try {
+      let length = 0;
+      for (;;) {
+        if (length === buffer.length) {
+          const grown = Buffer.allocUnsafe(buffer.length * 2);
+          buffer.copy(grown, 0, 0, length);
+          buffer = grown;
+        }
+        const got = readSync(this.fd, buffer, length, buffer.length - length, length);
+        if (got === 0) break;
+        length += got;
+      }
+      return buffer.toString('utf8', 0, length);
+    } catch (error) {
+      throw procError(error as NodeJS.ErrnoException, this.pid, this.name, this.root);
+    }
+  }
+
+  /** Closes the fd; idempotent. */
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }
 

@@ -12,11 +12,11 @@ import { AllocscopeError, describe } from '../errors';
 import { readerForRecord } from '../sample';
 import type { AllocatorIdentity, InsightLevel, Snapshot } from '../snapshot';
 import { preloadedLibraries, readAllocatorEnvironment } from './environ';
-import { checkPid, type ProcFileOptions } from './files';
+import { checkPid, ProcFile, type ProcFileOptions } from './files';
 import { mapsSlots, readMaps, type MapsSummary } from './maps';
 import { readSmapsRollup, type SmapsGate, type SmapsGateDecision } from './smaps-rollup';
-import { readStatm, systemPageSize } from './statm';
-import { readStatus, type ProcStatus } from './status';
+import { parseStatm, readStatm, systemPageSize } from './statm';
+import { parseStatus, readStatus, type ProcStatus } from './status';
 
 export interface ProcTargetOptions extends ProcFileOptions {
   /**
@@ -103,15 +103,25 @@ function sameLibrary(mappedPath: string, entry: string): boolean {
   return mappedPath === entry || mapped === named || mapped.startsWith(`${named}.`);
 }
 
-/** Reads `pid` through /proc: the Snapshot plus what the detailed readers found. */
+/** Where the basic level's two files come from: opened per read, or kept open (ProcTarget). */
+interface BasicFiles {
+  status(): ProcStatus;
+  statm(): Record<string, number>;
+}
+
+/** Reads `pid` through /proc once: the Snapshot plus what the detailed readers found. */
 export function inspectProcTarget(pid: number, options: ProcTargetOptions = {}): ProcInspection {
   checkPid(pid);
   const detailed = detailOf(options);
+  return inspectWith(pid, options, detailed, { status: () => readStatus(pid, options), statm: () => readStatm(pid, options) });
+}
+
+function inspectWith(pid: number, options: ProcTargetOptions, detailed: boolean, basicFiles: BasicFiles): ProcInspection {
   const start = process.hrtime.bigint();
   const time = Date.now();
   // Basic level: status and statm are world-readable, so EACCES here (hidepid=1) is an error.
-  const status = readStatus(pid, options);
-  const statm = readStatm(pid, options);
+  const status = basicFiles.status();
+  const statm = basicFiles.statm();
   const monotonicNs = Number(process.hrtime.bigint());
 
   let maps: MapsSummary | null = null;
@@ -188,4 +198,54 @@ export function inspectProcTarget(pid: number, options: ProcTargetOptions = {}):
  */
 export function readProcTarget(pid: number, options: ProcTargetOptions = {}): Snapshot {
   return inspectProcTarget(pid, options).snapshot;
+}
+
+/**
+ * A pid polled through /proc, with status and statm kept open (pread at offset 0 on each read):
+ * cheaper than readProcTarget per sample, and bound to the process it was opened for, so a
+ * reused pid reads as ESRCH instead of as a stranger's memory. close() when done.
+ */
+export class ProcTarget {
+  readonly pid: number;
+  private readonly options: ProcTargetOptions;
+  private readonly detailed: boolean;
+  private readonly statusFile: ProcFile;
+  private readonly statmFile: ProcFile;
+
+  /** Opens the target's status and statm; throws EINVAL, ESRCH or EACCES. */
+  constructor(pid: number, options: ProcTargetOptions = {}) {
+    this.pid = checkPid(pid);
+    this.detailed = detailOf(options);
+    this.options = { ...options };
+    this.statusFile = new ProcFile(pid, 'status', options);
+    try {
+      this.statmFile = new ProcFile(pid, 'statm', options);
+    } catch (error) {
+      this.statusFile.close();
+      throw error;
+    }
+  }
+
+  /** One reading: throws ESRCH once the process has exited. */
+  inspect(): ProcInspection {
+    return inspectWith(this.pid, this.options, this.detailed, {
+      status: () => parseStatus(this.statusFile.read()),
+      statm: () => parseStatm(this.statmFile.read()),
+    });
+  }
+
+  /** One Snapshot (schema v1, source 'procfs'). */
+  read(): Snapshot {
+    return this.inspect().snapshot;
+  }
+
+  close(): void {
+    this.statusFile.close();
+    this.statmFile.close();
+  }
+}
+
+/** Opens `pid` for polling (see ProcTarget). */
+export function openProcTarget(pid: number, options: ProcTargetOptions = {}): ProcTarget {
+  return new ProcTarget(pid, options);
 }

@@ -2,6 +2,7 @@ import t from 'tap';
 import Ajv2020 from 'ajv/dist/2020';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import schema from '../../schema/snapshot.v1.json';
@@ -9,7 +10,7 @@ import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
 import { summarizeMaps, parseMaps } from '../../lib/proc/maps';
 import { SmapsGate } from '../../lib/proc/smaps-rollup';
 import { systemPageSize } from '../../lib/proc/statm';
-import { inferAllocator, inspectProcTarget, readProcTarget } from '../../lib/proc/target';
+import { inferAllocator, inspectProcTarget, openProcTarget, ProcTarget, readProcTarget } from '../../lib/proc/target';
 import type { Snapshot } from '../../lib/snapshot';
 import { AllocscopeError } from '../../lib/errors';
 import { PRELOADABLE, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
@@ -91,20 +92,34 @@ setInterval(() => {}, 1e6);
     t.ok((basic.snapshot.processBytes.rssFile ?? 0) > 0 && basic.snapshot.processBytes.swap !== null, 'the RSS split and swap from status');
   });
 
-  t.test('basic level costs tens of microseconds at most (sync reads, limits.md §4-5)', async (t) => {
+  t.test('basic-level cost: a whole sync Snapshot < two async reads (limits.md §4-5)', async (t) => {
+    // Relative, interleaved measurements: absolute ones swing with the machine's load and with
+    // coverage instrumentation. About 30-50 us one-shot and 25-40 us kept-open here.
     const target = await startTarget('sleep', ['60']);
     t.teardown(() => target.stop());
-    const durations: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      const start = process.hrtime.bigint();
+    const polled = openProcTarget(target.pid, { detail: 'basic' });
+    t.teardown(() => polled.close());
+    const kept: number[] = [];
+    const oneShot: number[] = [];
+    const asyncPair: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      let start = process.hrtime.bigint();
+      polled.read();
+      kept.push(Number(process.hrtime.bigint() - start));
+      start = process.hrtime.bigint();
       readProcTarget(target.pid, { detail: 'basic' });
-      durations.push(Number(process.hrtime.bigint() - start));
+      oneShot.push(Number(process.hrtime.bigint() - start));
+      start = process.hrtime.bigint();
+      await Promise.all([readFile(`/proc/${target.pid}/status`, 'utf8'), readFile(`/proc/${target.pid}/statm`, 'utf8')]);
+      asyncPair.push(Number(process.hrtime.bigint() - start));
     }
-    durations.sort((a, b) => a - b);
-    const median = durations[100];
-    // ~15-40 us measured here; 250 us leaves room for a loaded CI machine, and is still far
-    // below an fs.promises read (120-160 us each, two of them).
-    t.ok(median < 250_000, `median ${(median / 1000).toFixed(1)} us per basic read`);
+    const median = (values: number[]) => values.sort((a, b) => a - b)[values.length >> 1];
+    const us = (ns: number) => `${(ns / 1000).toFixed(1)} us`;
+    const [k, o, a] = [median(kept), median(oneShot), median(asyncPair)];
+    // Kept-open saves the opens and closes (test/proc/files.ts shows it per file); per Snapshot
+    // the saving is too small against parse and assembly to assert under coverage.
+    t.comment(`kept-open ${us(k)}, one-shot ${us(o)} per Snapshot`);
+    t.ok(o < a, `one-shot Snapshot ${us(o)} < just reading both files with fs.promises ${us(a)}`);
   });
 
   for (const name of PRELOADABLE.filter((n) => n !== 'glibc')) {
@@ -150,11 +165,12 @@ setInterval(() => {}, 1e6);
   });
 
   t.test('a zombie: proc-basic, no memory, said in levelNote', async (t) => {
-    // sh forks `sleep 0`, prints its pid and execs `sleep 30`, which never reaps it.
-    const parent = await startTarget('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { readyLine: '\n' });
+    // sh forks `sleep 0.2`, prints its pid and execs `sleep 30`, which never reaps it. (With
+    // `sleep 0` the child can exit before the exec, and sh reaps it.)
+    const parent = await startTarget('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 30'], { readyLine: '\n' });
     t.teardown(() => parent.stop());
     const zombie = Number(parent.output().trim());
-    for (let i = 0; i < 200 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 500 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++) await new Promise((resolve) => setTimeout(resolve, 10));
     const { snapshot: s, maps, environment, smaps } = inspectProcTarget(zombie);
     t.ok(validate(s), JSON.stringify(validate.errors));
     t.match(s, { level: 'proc-basic', levelNote: /zombie .* reaped by its parent/ });
@@ -218,6 +234,33 @@ setInterval(() => {}, 1e6);
     const denied = withMaps('EACCES').inspectProcTarget(target.pid);
     t.match(denied.snapshot, { level: 'proc-basic', levelNote: /\(EACCES\)$/, allocator: { name: 'unknown' } });
     t.throws(() => withMaps('ESRCH').inspectProcTarget(target.pid), { code: 'ESRCH' });
+  });
+
+  t.test('openProcTarget: polling through kept-open status and statm', async (t) => {
+    const target = await startTarget('sleep', ['60']);
+    const polled = openProcTarget(target.pid, { detail: 'basic' });
+    t.teardown(() => polled.close());
+    const first = polled.read();
+    t.ok(validate(first), JSON.stringify(validate.errors));
+    t.match(first, { pid: target.pid, source: 'procfs', level: 'proc-basic' });
+    t.equal(polled.read().processBytes.rss, first.processBytes.rss, 'sleep holds still');
+    const detailed = new ProcTarget(target.pid, { smapsGate: new SmapsGate() });
+    t.teardown(() => detailed.close());
+    t.match(detailed.inspect(), { snapshot: { level: 'proc-detailed', allocator: { name: 'glibc' } }, status: { name: 'sleep' } });
+
+    await target.stop();
+    t.throws(() => polled.read(), { code: 'ESRCH' }, 'after exit, even if the pid comes back');
+    polled.close();
+    t.throws(() => openProcTarget(target.pid), { code: 'ESRCH' });
+    t.throws(() => openProcTarget(0), { code: 'EINVAL' });
+    t.throws(() => openProcTarget(process.pid, { detail: 'all' as 'basic' }), { code: 'EINVAL' });
+
+    // A procfs without statm: the status fd opened first is closed again.
+    const root = mkdtempSync(join(tmpdir(), 'allocscope-proc-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    mkdirSync(join(root, '5'));
+    writeFileSync(join(root, '5', 'status'), 'Name:\tx\n');
+    t.throws(() => openProcTarget(5, { procRoot: root }), { code: 'EUNSUPPORTED' });
   });
 
   t.test('errors: ESRCH for a reaped pid, EINVAL for bad pids and options', async (t) => {
