@@ -12,6 +12,12 @@ export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './
 export { tcmalloc } from './allocators/tcmalloc';
 export { mimalloc } from './allocators/mimalloc';
 export type { ReleaseResult } from './allocators/types';
+export { inspectProcTarget, openProcTarget, ProcTarget, readProcTarget } from './proc/target';
+export type { ProcInspection, ProcTargetOptions } from './proc/target';
+export { DEFAULT_SMAPS_GATE_POLICY, SmapsGate } from './proc/smaps-rollup';
+export type { SmapsGateDecision, SmapsGatePolicy } from './proc/smaps-rollup';
+export type { MapsSummary, RegionTotals } from './proc/maps';
+export type { ProcStatus } from './proc/status';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {
