@@ -1,6 +1,7 @@
 /**
  * Real processes for the /proc readers' tests: long-lived targets, a pid that is certainly gone,
- * and a scenario run as another user (nobody), to meet the kernel's permission checks for real.
+ * another user's process, and a reader without capabilities, to meet the kernel's permission
+ * checks for real.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
@@ -66,15 +67,26 @@ export async function reapedPid(): Promise<number> {
 }
 
 /**
- * Runs `scenario` of `testFile` as uid/gid `uid` (we are root in the test environment) and
- * resolves with its JSON result. The child gets tap's TypeScript loader only (not its
- * process-info hooks, which write into .tap/ where nobody may not) and a minimal environment.
+ * Starts `sleep 60` as nobody: another user's process, which a reader without CAP_SYS_PTRACE may
+ * see at the basic level only.
  */
-export function asUser<T>(testFile: string, scenario: string, uid: number = NOBODY, env: Record<string, string> = {}): Promise<T> {
+export function startOtherUsersProcess(): Promise<Target> {
+  return startTarget('sleep', ['60'], { uid: NOBODY, gid: NOBODY });
+}
+
+/**
+ * Runs `scenario` of `testFile` as root with every capability dropped (setpriv, util-linux):
+ * no CAP_SYS_PTRACE to read another uid's maps, environ or smaps, no CAP_DAC_OVERRIDE to read a
+ * file its mode forbids. The uid stays 0, so the checkout is readable wherever CI clones it
+ * (running as nobody would need every parent directory to be world-searchable). The child gets
+ * tap's TypeScript loader only (not its process-info hooks) and a minimal environment.
+ */
+export function withoutCapabilities<T>(testFile: string, scenario: string, env: Record<string, string> = {}): Promise<T> {
   const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript'));
   const childEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', TS_NODE_TRANSPILE_ONLY: '1', ...env, ALLOCSCOPE_SCENARIO: scenario };
+  const args = ['--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...loader, testFile];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...loader, testFile], { uid, gid: uid, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    const child = spawn('setpriv', args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -83,7 +95,7 @@ export function asUser<T>(testFile: string, scenario: string, uid: number = NOBO
     child.on('close', (code, signal) => {
       const line = stdout.split('\n').find((l) => l.startsWith('{"scenarioResult"'));
       if (line === undefined) {
-        reject(new Error(`scenario ${scenario} as uid ${uid} printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
+        reject(new Error(`scenario ${scenario} without capabilities printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
         return;
       }
       resolve((JSON.parse(line) as { scenarioResult: T }).scenarioResult);

@@ -1,13 +1,13 @@
 import t from 'tap';
 import { isAllocatorVariable, parseAllocatorEnvironment, preloadedLibraries, readAllocatorEnvironment } from '../../lib/proc/environ';
 import { runScenario, scenarioName } from '../helpers/child';
-import { asUser, codeOf, reapedPid, startTarget } from '../helpers/proc-child';
+import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
 const SECRET = 'hunter2-do-not-leak';
 
 if (scenarioName() !== undefined) {
   void runScenario({
-    asNobody: () => ({ code: codeOf(() => readAllocatorEnvironment(Number(process.env.TARGET_PID))) }),
+    withoutPtrace: () => ({ code: codeOf(() => readAllocatorEnvironment(Number(process.env.TARGET_PID))) }),
   });
 } else {
   t.test('isAllocatorVariable: the allocator names and prefixes, nothing else', async (t) => {
@@ -68,12 +68,12 @@ if (scenarioName() !== undefined) {
     t.notMatch(JSON.stringify(environment), SECRET);
   });
 
-  t.test('errors: a reaped pid is ESRCH; as nobody, a root process is EACCES', async (t) => {
+  t.test('errors: a reaped pid is ESRCH; without CAP_SYS_PTRACE, the process of another uid is EACCES', async (t) => {
     const gone = await reapedPid();
     t.throws(() => readAllocatorEnvironment(gone), { code: 'ESRCH' });
     t.throws(() => readAllocatorEnvironment(0), { code: 'EINVAL' });
-    const target = await startTarget('sleep', ['60']);
+    const target = await startOtherUsersProcess();
     t.teardown(() => target.stop());
-    t.same(await asUser(__filename, 'asNobody', undefined, { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
+    t.same(await withoutCapabilities(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
   });
 }

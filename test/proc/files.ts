@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkPid, ProcFile, procRootOf, readProcFile } from '../../lib/proc/files';
 import { runScenario, scenarioName } from '../helpers/child';
-import { asUser, codeOf, reapedPid, startTarget } from '../helpers/proc-child';
+import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
 if (scenarioName() !== undefined) {
   void runScenario({
-    // As nobody: the parent's (root's) maps and a mode-000 file in a fake procfs tree.
+    // Without capabilities: another uid's maps and status, and a mode-000 file in a fake procfs tree.
     unreadable: () => ({
       maps: codeOf(() => readProcFile(Number(process.env.TARGET_PID), 'maps')),
       status: codeOf(() => readProcFile(Number(process.env.TARGET_PID), 'status')),
@@ -102,18 +102,20 @@ if (scenarioName() !== undefined) {
     t.ok(k < o, `kept ${(k / 1000).toFixed(1)} us < opened ${(o / 1000).toFixed(1)} us per read`);
   });
 
-  t.test('as nobody: maps of a root process and a mode-000 file are EACCES, status is readable', async (t) => {
+  t.test('without capabilities: maps of another uid and a mode-000 file are EACCES, status is readable', async (t) => {
+    const target = await startOtherUsersProcess();
+    t.teardown(() => target.stop());
     const root = mkdtempSync(join(tmpdir(), 'allocscope-proc-'));
     t.teardown(() => rmSync(root, { recursive: true, force: true }));
     chmodSync(root, 0o755);
     mkdirSync(join(root, '1234'), { mode: 0o755 });
     writeFileSync(join(root, '1234', 'status'), 'Name:\tfake\n', { mode: 0o000 });
-    const result = await asUser<{ maps: string; status: string; fakeStatus: string }>(__filename, 'unreadable', undefined, {
-      TARGET_PID: String(process.pid),
+    const result = await withoutCapabilities<{ maps: string; status: string; fakeStatus: string }>(__filename, 'unreadable', {
+      TARGET_PID: String(target.pid),
       FAKE_ROOT: root,
     });
     t.same(result, { maps: 'EACCES', status: 'none', fakeStatus: 'EACCES' });
-    // The same errnos in this process (coverage does not follow the nobody child).
+    // The same errnos in this process (coverage does not follow the child).
     const fs = await import('node:fs');
     for (const errno of ['EACCES', 'EPERM']) {
       const { readProcFile: mockedRead } = t.mockRequire<typeof import('../../lib/proc/files')>('../../lib/proc/files', {

@@ -9,7 +9,7 @@ import {
   SmapsGate,
 } from '../../lib/proc/smaps-rollup';
 import { runScenario, scenarioName } from '../helpers/child';
-import { asUser, codeOf, reapedPid, startTarget } from '../helpers/proc-child';
+import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -42,7 +42,7 @@ Locked:                0 kB
 
 if (scenarioName() !== undefined) {
   void runScenario({
-    asNobody: () => ({ code: codeOf(() => readSmapsRollup(Number(process.env.TARGET_PID), { gate: new SmapsGate({ minIntervalMs: 0 }) })) }),
+    withoutPtrace: () => ({ code: codeOf(() => readSmapsRollup(Number(process.env.TARGET_PID), { gate: new SmapsGate({ minIntervalMs: 0 }) })) }),
   });
 } else {
   t.test('parseSmapsRollup: every kB line after the header, in kB', async (t) => {
@@ -149,13 +149,13 @@ if (scenarioName() !== undefined) {
     t.not(readSmapsRollup(target.pid).slots, null, 'forgotten, read again');
   });
 
-  t.test('errors: a reaped pid is ESRCH; as nobody, a root process is EACCES', async (t) => {
+  t.test('errors: a reaped pid is ESRCH; without CAP_SYS_PTRACE, the process of another uid is EACCES', async (t) => {
     const gone = await reapedPid();
     t.throws(() => readSmapsRollup(gone, { gate: new SmapsGate() }), { code: 'ESRCH' });
     t.throws(() => readSmapsRollup(gone, { gate: new SmapsGate(), rssBytes: MiB }), { code: 'ESRCH' }, 'with the RSS given, the read itself fails');
     t.throws(() => readSmapsRollup(-3), { code: 'EINVAL' });
-    const target = await startTarget('sleep', ['60']);
+    const target = await startOtherUsersProcess();
     t.teardown(() => target.stop());
-    t.same(await asUser(__filename, 'asNobody', undefined, { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
+    t.same(await withoutCapabilities(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
   });
 }

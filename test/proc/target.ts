@@ -14,14 +14,14 @@ import { inferAllocator, inspectProcTarget, openProcTarget, ProcTarget, readProc
 import type { Snapshot } from '../../lib/snapshot';
 import { AllocscopeError } from '../../lib/errors';
 import { PRELOADABLE, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
-import { asUser, codeOf, reapedPid, startTarget } from '../helpers/proc-child';
+import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
 const validate = new Ajv2020({ allErrors: true, strict: true }).compile(schema);
 const MiB = 1024 * 1024;
 
 if (scenarioName() !== undefined) {
   void runScenario({
-    asNobody: () => readProcTarget(Number(process.env.TARGET_PID), { smapsGate: new SmapsGate() }),
+    withoutPtrace: () => readProcTarget(Number(process.env.TARGET_PID), { smapsGate: new SmapsGate() }),
     hidden: () => ({ code: codeOf(() => readProcTarget(1234, { procRoot: process.env.FAKE_ROOT })) }),
   });
 } else {
@@ -178,19 +178,19 @@ setInterval(() => {}, 1e6);
     t.match({ maps, environment, smaps }, { maps: null, environment: null, smaps: null }, 'environ and smaps_rollup of a zombie say ESRCH: not read at all');
   });
 
-  t.test('as nobody, a root process: proc-basic with the reason, RSS still read', async (t) => {
-    const target = await startTarget('sleep', ['60']);
+  t.test("without CAP_SYS_PTRACE, another uid's process: proc-basic with the reason, RSS still read", async (t) => {
+    const target = await startOtherUsersProcess();
     t.teardown(() => target.stop());
-    const s = await asUser<Snapshot>(__filename, 'asNobody', undefined, { TARGET_PID: String(target.pid) });
+    const s = await withoutCapabilities<Snapshot>(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) });
     t.ok(validate(s), JSON.stringify(validate.errors));
     t.equal(s.level, 'proc-basic');
-    t.match(s.levelNote, /need the target's uid \(0; this process runs as 65534\) or CAP_SYS_PTRACE \(EACCES\)/);
+    t.match(s.levelNote, /need the target's uid \(65534; this process runs as 0\) or CAP_SYS_PTRACE \(EACCES\)/);
     t.match(s.allocator, { name: 'unknown', detectedBy: /maps is not readable \(EACCES\)/ });
     t.ok((s.processBytes.rss ?? 0) > 0, 'status and statm are readable by anyone');
     t.equal(s.processBytes.pss, null);
   });
 
-  t.test('fixtures under procRoot: a kernel thread, and status unreadable (hidepid) as nobody', async (t) => {
+  t.test('fixtures under procRoot: a kernel thread, status unreadable (as under hidepid), no smaps_rollup', async (t) => {
     const root = mkdtempSync(join(tmpdir(), 'allocscope-proc-'));
     t.teardown(() => rmSync(root, { recursive: true, force: true }));
     chmodSync(root, 0o755);
@@ -205,7 +205,7 @@ setInterval(() => {}, 1e6);
 
     mkdirSync(join(root, '1234'), { mode: 0o755 });
     writeFileSync(join(root, '1234', 'status'), 'Name:\tx\n', { mode: 0o000 });
-    t.same(await asUser(__filename, 'hidden', undefined, { FAKE_ROOT: root }), { code: 'EACCES' }, 'unreadable at the basic level');
+    t.same(await withoutCapabilities(__filename, 'hidden', { FAKE_ROOT: root }), { code: 'EACCES' }, 'unreadable at the basic level');
 
     // A process whose kernel has no smaps_rollup (Linux < 4.14).
     mkdirSync(join(root, '77'));
@@ -230,7 +230,7 @@ setInterval(() => {}, 1e6);
           },
         },
       });
-    // What the nobody child meets for real (the test above), in this process for coverage.
+    // What the capability-less child meets for real (the test above), in this process for coverage.
     const denied = withMaps('EACCES').inspectProcTarget(target.pid);
     t.match(denied.snapshot, { level: 'proc-basic', levelNote: /\(EACCES\)$/, allocator: { name: 'unknown' } });
     t.throws(() => withMaps('ESRCH').inspectProcTarget(target.pid), { code: 'ESRCH' });
