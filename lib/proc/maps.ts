@@ -124,9 +124,11 @@ export function classifyRegions(regions: readonly MapsRegion[]): RegionKind[] {
     }
   });
   return regions.map((region, at) => kinds[at] ?? (isAnonymous(region) ? (region.perms === '---p' ? 'anonymous-reserve' : 'anonymous') : 'file'));
-  function looksLikeArenaStart(region: MapsRegion): boolean {
-    return region.perms === 'rw-p' && region.path === '' && region.inode === 0 && region.start % GLIBC_HEAP_MAX_BYTES === 0 && size(region) <= 16 * GLIBC_HEAP_MAX_BYTES;
-  }
+}
+
+/** An unnamed read-write anonymous mapping on a 64 MiB boundary, at most 16 merged heaps long. */
+function looksLikeArenaStart(region: MapsRegion): boolean {
+  return region.perms === 'rw-p' && region.path === '' && region.inode === 0 && region.start % GLIBC_HEAP_MAX_BYTES === 0 && size(region) <= 16 * GLIBC_HEAP_MAX_BYTES;
 }
 
 export interface RegionTotals {

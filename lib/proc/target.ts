@@ -103,6 +103,16 @@ function sameLibrary(mappedPath: string, entry: string): boolean {
   return mappedPath === entry || mapped === named || mapped.startsWith(`${named}.`);
 }
 
+/** Why the kernel's ptrace read check (PTRACE_MODE_READ_FSCREDS) refused this process. */
+function whyDenied(status: ProcStatus): string {
+  const ours = process.getuid?.();
+  if (status.uid !== null && status.uid.real === ours && status.uid.effective === ours) {
+    return `the process runs as our uid (${ours}) but is not dumpable (setuid/setcap binary or PR_SET_DUMPABLE 0), which needs CAP_SYS_PTRACE`;
+  }
+  const uid = status.uid === null ? 'unknown' : String(status.uid.real);
+  return `they need the target's uid (${uid}; this process runs as ${ours}) or CAP_SYS_PTRACE`;
+}
+
 /** Where the basic level's two files come from: opened per read, or kept open (ProcTarget). */
 interface BasicFiles {
   status(): ProcStatus;
@@ -153,10 +163,7 @@ function inspectWith(pid: number, options: ProcTargetOptions, detailed: boolean,
     } catch (error) {
       const code = (error as AllocscopeError).code;
       if (code === 'EACCES') {
-        const uid = status.uid === null ? 'unknown' : String(status.uid.real);
-        levelNote =
-          `smaps_rollup, maps and environ are not readable: they need the target's uid (${uid}; this process runs as ` +
-          `${process.getuid?.()}) or CAP_SYS_PTRACE (EACCES)`;
+        levelNote = `smaps_rollup, maps and environ are not readable: ${whyDenied(status)} (EACCES)`;
         whyNoMaps = 'maps is not readable (EACCES)';
       } else if (code === 'EUNSUPPORTED') {
         levelNote = 'smaps_rollup does not exist on this kernel (Linux >= 4.14 has it): PSS and swap are unknown';

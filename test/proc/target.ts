@@ -151,6 +151,9 @@ setInterval(() => {}, 1e6);
   try {
     writeFileSync(join(staticDir, 'pause.c'), '#include <unistd.h>\nint main(void) { pause(); return 0; }\n');
     execFileSync('cc', ['-static', '-O1', '-o', join(staticDir, 'pause'), join(staticDir, 'pause.c')], { stdio: 'ignore' });
+    // What setuid programs and sshd-like daemons do: same uid as us, yet not readable.
+    writeFileSync(join(staticDir, 'undumpable.c'), '#include <sys/prctl.h>\n#include <unistd.h>\nint main(void) { prctl(PR_SET_DUMPABLE, 0); pause(); return 0; }\n');
+    execFileSync('cc', ['-O1', '-o', join(staticDir, 'undumpable'), join(staticDir, 'undumpable.c')], { stdio: 'ignore' });
   } catch {
     if (!process.env.CI) staticSkip = 'no C compiler with a static libc here (apt-get install gcc libc6-dev)';
   }
@@ -162,6 +165,13 @@ setInterval(() => {}, 1e6);
     t.equal(s.level, 'proc-detailed');
     t.equal(s.allocator.name, 'unknown');
     t.match(s.allocator.detectedBy, /static binary/);
+  });
+
+  t.test('our own uid but not dumpable: the note says so', { skip: staticSkip }, async (t) => {
+    const target = await startTarget(join(staticDir, 'undumpable'), []);
+    t.teardown(() => target.stop());
+    const s = await withoutCapabilities<Snapshot>(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) });
+    t.match(s, { level: 'proc-basic', levelNote: /runs as our uid \(0\) but is not dumpable .* \(EACCES\)$/ });
   });
 
   t.test('a zombie: proc-basic, no memory, said in levelNote', async (t) => {
@@ -232,7 +242,7 @@ setInterval(() => {}, 1e6);
       });
     // What the capability-less child meets for real (the test above), in this process for coverage.
     const denied = withMaps('EACCES').inspectProcTarget(target.pid);
-    t.match(denied.snapshot, { level: 'proc-basic', levelNote: /\(EACCES\)$/, allocator: { name: 'unknown' } });
+    t.match(denied.snapshot, { level: 'proc-basic', levelNote: /not dumpable .*\(EACCES\)$/, allocator: { name: 'unknown' } }, 'our uid, so it must be dumpability');
     t.throws(() => withMaps('ESRCH').inspectProcTarget(target.pid), { code: 'ESRCH' });
   });
 
