@@ -42,12 +42,16 @@ const RAW_GROUPS: ReadonlyArray<readonly [string, string]> = [
   ['status.', 'status'],
   ['rusage.', 'rusage'],
   ['smaps_rollup.', 'smaps_rollup'],
+  ['maps.', 'maps'],
 ];
 
 export function assembleSnapshot(context: SampleContext): Snapshot {
   const { sample } = context;
   const mapping = allocatorEntry(context.allocator.name)?.mapping;
-  const allocatorBytes = mapping?.bytesFrom(sample.read) ?? { ...NULL_ALLOCATOR_BYTES };
+  const fromAllocator = mapping?.bytesFrom(sample.read) ?? null;
+  const allocatorBytes = fromAllocator ?? { ...NULL_ALLOCATOR_BYTES };
+  // The allocator's read costs only when it happened (procfs names the allocator, never reads it).
+  const allocatorCost = fromAllocator !== null ? mapping?.costClass : undefined;
   const processBytes = processBytesFrom(sample.read);
   // Spelled out: spreading commonRatios' result into a wider literal took V8's slow clone path,
   // ~2 us of a ~5 us budget (Node 20, scripts/bench/snapshot).
@@ -72,9 +76,9 @@ export function assembleSnapshot(context: SampleContext): Snapshot {
     if (group !== null) raw[key] = group;
   }
   const staticClass: CostClass =
-    context.extraCost === 'expensive' || mapping?.costClass === 'expensive'
+    context.extraCost === 'expensive' || allocatorCost === 'expensive'
       ? 'expensive'
-      : context.extraCost === 'moderate' || mapping?.costClass === 'moderate'
+      : context.extraCost === 'moderate' || allocatorCost === 'moderate'
         ? 'moderate'
         : 'cheap';
   return {

@@ -19,6 +19,12 @@ export type { ServeHandle, ServeOptions } from './serve';
 export { readAgentSnapshot, agentLibraryPath } from './targets/agent';
 export { attachAgent } from './targets/attach';
 export type { AttachOptions, AttachResult } from './targets/attach';
+export { inspectProcTarget, openProcTarget, ProcTarget, readProcTarget } from './proc/target';
+export type { ProcInspection, ProcTargetOptions } from './proc/target';
+export { DEFAULT_SMAPS_GATE_POLICY, SmapsGate } from './proc/smaps-rollup';
+export type { SmapsGateDecision, SmapsGatePolicy } from './proc/smaps-rollup';
+export type { MapsSummary, RegionTotals } from './proc/maps';
+export type { ProcStatus } from './proc/status';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

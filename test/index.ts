@@ -12,6 +12,8 @@ t.test('the public surface', async (t) => {
   t.same(Object.keys(api.tcmalloc).sort(), ['property', 'releaseFreeMemory', 'statsText']);
   t.same(Object.keys(api.mimalloc).sort(), ['collect', 'processInfo']);
   t.type(api.AllocscopeError, 'function');
+  for (const name of ['readProcTarget', 'inspectProcTarget', 'openProcTarget', 'ProcTarget', 'SmapsGate']) t.type((api as Record<string, unknown>)[name], 'function', name);
+  t.equal(api.DEFAULT_SMAPS_GATE_POLICY.minIntervalMs, 10_000);
 });
 
 t.test('usable from require and from import, by package name', async (t) => {

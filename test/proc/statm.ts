@@ -1,0 +1,50 @@
+import t from 'tap';
+import { pageSizeFromAuxv, parseStatm, readStatm, systemPageSize } from '../../lib/proc/statm';
+import { readStatus } from '../../lib/proc/status';
+import { reapedPid, startTarget } from '../helpers/proc-child';
+
+t.test('parseStatm: pages into slots; lib and dt (always 0) are left out', async (t) => {
+  // Captured from `cat /proc/self/statm` on Linux 6.18.
+  t.same(parseStatm('765 405 377 5 0 123 0\n'), {
+    'statm.size': 765,
+    'statm.resident': 405,
+    'statm.shared': 377,
+    'statm.text': 5,
+    'statm.data': 123,
+  });
+  t.same(parseStatm('0 0 0 0 0 0 0\n')['statm.resident'], 0, 'a zombie or kernel thread');
+  t.same(parseStatm(''), {});
+  t.same(parseStatm('1 2 3\n'), {}, 'too few fields');
+  t.same(parseStatm('1 2 3 4 5 6 x\n'), {}, 'not a number');
+});
+
+t.test('pageSizeFromAuxv: AT_PAGESZ from native-endian word pairs', async (t) => {
+  const auxv64 = Buffer.from(new BigUint64Array([33n, 0x7ffc0000n, 6n, 16384n, 17n, 100n, 0n, 0n]).buffer);
+  t.equal(pageSizeFromAuxv(auxv64), 16384);
+  const auxv32 = Buffer.from(new Uint32Array([33, 1, 6, 4096, 0, 0]).buffer);
+  t.equal(pageSizeFromAuxv(auxv32, 4), 4096);
+  const noPageSize = Buffer.from(new BigUint64Array([33n, 1n, 0n, 0n, 6n, 8192n]).buffer);
+  t.equal(pageSizeFromAuxv(noPageSize), null, 'entries after AT_NULL are not read');
+  t.equal(pageSizeFromAuxv(Buffer.alloc(5)), null, 'shorter than one pair');
+});
+
+t.test('systemPageSize is this host page size, and statm x page = VmRSS', async (t) => {
+  const page = systemPageSize();
+  t.ok(page >= 4096 && (page & (page - 1)) === 0, `page size ${page} is a power of two >= 4096`);
+  t.equal(systemPageSize(), page, 'cached');
+  // sleep neither allocates nor frees: two reads agree to the page.
+  const target = await startTarget('sleep', ['60']);
+  t.teardown(() => target.stop());
+  const statm = readStatm(target.pid);
+  const status = readStatus(target.pid);
+  t.equal(statm['statm.resident'] * page, status.slots['status.VmRSS'] * 1024, 'resident pages x page = VmRSS');
+  t.equal(statm['statm.size'] * page, status.slots['status.VmSize'] * 1024, 'size pages x page = VmSize');
+  t.equal(statm['statm.shared'] * page, (status.slots['status.RssFile'] + status.slots['status.RssShmem']) * 1024, 'shared = RssFile + RssShmem');
+});
+
+t.test('readStatm of a reaped pid: ESRCH; of a bad pid: EINVAL', async (t) => {
+  const gone = await reapedPid();
+  t.throws(() => readStatm(gone), { code: 'ESRCH' });
+  t.throws(() => readStatm(0), { code: 'EINVAL' }, '/proc/0 does not exist, but 0 is no pid to begin with');
+  t.throws(() => readStatm(Number.NaN), { code: 'EINVAL' });
+});

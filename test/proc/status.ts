@@ -1,0 +1,112 @@
+import t from 'tap';
+import { parseStatus, readStatus } from '../../lib/proc/status';
+import { reapedPid, startTarget } from '../helpers/proc-child';
+
+// Captured from `cat /proc/self/status` on Linux 6.18 (Debian 12).
+const CAT_STATUS = `Name:\tcat
+Umask:\t0022
+State:\tR (running)
+Tgid:\t24805
+Ngid:\t0
+Pid:\t24805
+PPid:\t24801
+TracerPid:\t0
+Uid:\t0\t0\t0\t0
+Gid:\t0\t0\t0\t0
+FDSize:\t256
+Groups:\t 
+VmPeak:\t    3060 kB
+VmSize:\t    3060 kB
+VmLck:\t       0 kB
+VmPin:\t       0 kB
+VmHWM:\t    1628 kB
+VmRSS:\t    1628 kB
+RssAnon:\t     112 kB
+RssFile:\t    1516 kB
+RssShmem:\t       0 kB
+VmData:\t     360 kB
+VmStk:\t     132 kB
+VmExe:\t      20 kB
+VmLib:\t    1528 kB
+VmPTE:\t      52 kB
+VmSwap:\t       0 kB
+HugetlbPages:\t       0 kB
+CoreDumping:\t0
+THP_enabled:\t1
+Threads:\t1
+SigQ:\t0/96365
+Cpus_allowed_list:\t0-1
+voluntary_ctxt_switches:\t0
+`;
+
+// A zombie: the memory lines are gone with the mm.
+const ZOMBIE_STATUS = `Name:\tsleep
+State:\tZ (zombie)
+Tgid:\t4242
+PPid:\t4241
+Uid:\t1000\t1001\t1000\t1000
+Threads:\t1
+`;
+
+t.test('parseStatus: every kB line as status.<Key> in kB, Threads, identity', async (t) => {
+  const status = parseStatus(CAT_STATUS);
+  t.equal(status.name, 'cat');
+  t.equal(status.state, 'R');
+  t.equal(status.tgid, 24805);
+  t.equal(status.ppid, 24801);
+  t.same(status.uid, { real: 0, effective: 0 });
+  t.same(status.slots, {
+    'status.VmPeak': 3060,
+    'status.VmSize': 3060,
+    'status.VmLck': 0,
+    'status.VmPin': 0,
+    'status.VmHWM': 1628,
+    'status.VmRSS': 1628,
+    'status.RssAnon': 112,
+    'status.RssFile': 1516,
+    'status.RssShmem': 0,
+    'status.VmData': 360,
+    'status.VmStk': 132,
+    'status.VmExe': 20,
+    'status.VmLib': 1528,
+    'status.VmPTE': 52,
+    'status.VmSwap': 0,
+    'status.HugetlbPages': 0,
+    'status.Threads': 1,
+  });
+});
+
+t.test('parseStatus: a zombie has no memory lines; odd input is skipped, not an error', async (t) => {
+  const zombie = parseStatus(ZOMBIE_STATUS);
+  t.equal(zombie.state, 'Z');
+  t.same(zombie.uid, { real: 1000, effective: 1001 });
+  t.same(zombie.slots, { 'status.Threads': 1 });
+  const odd = parseStatus('garbage\n:\nVmRSS:\tlots kB\nTgid:\t-1\nUid:\tx\nThreads:\tmany\n');
+  t.same(odd, { name: '', state: '', tgid: null, ppid: null, uid: null, slots: {} });
+  t.same(parseStatus(''), { name: '', state: '', tgid: null, ppid: null, uid: null, slots: {} });
+});
+
+t.test('readStatus of a real child: sleep, its parent, and RSS the kernel agrees on', async (t) => {
+  const target = await startTarget('sleep', ['60']);
+  t.teardown(() => target.stop());
+  const status = readStatus(target.pid);
+  t.equal(status.name, 'sleep');
+  t.equal(status.tgid, target.pid);
+  t.equal(status.ppid, process.pid);
+  t.equal(status.slots['status.Threads'], 1);
+  t.ok(status.slots['status.VmRSS'] > 0, `VmRSS ${status.slots['status.VmRSS']} kB`);
+  t.equal(status.slots['status.VmRSS'], status.slots['status.RssAnon'] + status.slots['status.RssFile'] + status.slots['status.RssShmem'], 'VmRSS = RssAnon + RssFile + RssShmem');
+  t.ok(status.slots['status.VmHWM'] >= status.slots['status.VmRSS'], 'peak >= current');
+});
+
+t.test('readStatus of this process sees its threads', async (t) => {
+  const status = readStatus(process.pid);
+  // Node runs at least the main thread, 4 libuv workers once used, and V8 platform threads.
+  t.ok(status.slots['status.Threads'] > 1, `Threads ${status.slots['status.Threads']}`);
+  t.equal(status.tgid, process.pid);
+});
+
+t.test('readStatus of a reaped pid: ESRCH', async (t) => {
+  const gone = await reapedPid();
+  t.throws(() => readStatus(gone), { code: 'ESRCH' });
+});
