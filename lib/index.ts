@@ -12,6 +12,25 @@ export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './
 export { tcmalloc } from './allocators/tcmalloc';
 export { mimalloc } from './allocators/mimalloc';
 export type { ReleaseResult } from './allocators/types';
+export { diagnose, DEFAULT_THRESHOLDS } from './verdict';
+export type {
+  Attribution,
+  DiagnoseOptions,
+  DiagnoseThresholds,
+  Evidence,
+  GrowthFloor,
+  InsufficientReason,
+  RatioName,
+  Remedy,
+  RemedyCost,
+  RemedyId,
+  SeriesName,
+  Trend,
+  TrendFit,
+  Verdict,
+  VerdictKind,
+  WindowFacts,
+} from './verdict';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

@@ -6,12 +6,13 @@ import * as api from '../lib/index';
 const root = join(__dirname, '..');
 
 t.test('the public surface', async (t) => {
-  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge']) t.type((api as Record<string, unknown>)[name], 'function', name);
+  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge', 'diagnose']) t.type((api as Record<string, unknown>)[name], 'function', name);
   t.same(Object.keys(api.glibc).sort(), ['mallinfo2', 'mallocInfo', 'mallocInfoAsync', 'trim']);
   t.same(Object.keys(api.jemalloc).sort(), ['bins', 'purge', 'read', 'settings', 'statsJson', 'summary', 'write']);
   t.same(Object.keys(api.tcmalloc).sort(), ['property', 'releaseFreeMemory', 'statsText']);
   t.same(Object.keys(api.mimalloc).sort(), ['collect', 'processInfo']);
   t.type(api.AllocscopeError, 'function');
+  t.equal(api.DEFAULT_THRESHOLDS.minGrowthBytes, 10 * 1024 * 1024);
 });
 
 t.test('usable from require and from import, by package name', async (t) => {
