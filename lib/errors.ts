@@ -52,6 +52,14 @@ export function checkNumber(name: string, value: unknown, min: number, max: numb
   return value;
 }
 
+/** checkNumber, and a whole number. */
+export function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (!Number.isInteger(value)) {
+    throw new AllocscopeError('EINVAL', `${name} must be a whole number from ${min} to ${max}; got ${describe(value)}.`, { name, value });
+  }
+  return checkNumber(name, value, min, max);
+}
+
 /** A short, safe description of any value for an error sentence. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);

@@ -25,6 +25,25 @@ export { DEFAULT_SMAPS_GATE_POLICY, SmapsGate } from './proc/smaps-rollup';
 export type { SmapsGateDecision, SmapsGatePolicy } from './proc/smaps-rollup';
 export type { MapsSummary, RegionTotals } from './proc/maps';
 export type { ProcStatus } from './proc/status';
+export { diagnose, DEFAULT_THRESHOLDS } from './verdict';
+export type {
+  Attribution,
+  DiagnoseOptions,
+  DiagnoseThresholds,
+  Evidence,
+  GrowthFloor,
+  InsufficientReason,
+  RatioName,
+  Remedy,
+  RemedyCost,
+  RemedyId,
+  SeriesName,
+  Trend,
+  TrendFit,
+  Verdict,
+  VerdictKind,
+  WindowFacts,
+} from './verdict';
 export { AllocscopeError } from './errors';
 export type { AllocscopeErrorCode } from './errors';
 export type {

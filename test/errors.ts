@@ -1,5 +1,5 @@
 import t from 'tap';
-import { AllocscopeError, checkNumber, describe } from '../lib/errors';
+import { AllocscopeError, checkInteger, checkNumber, describe } from '../lib/errors';
 
 t.test('AllocscopeError carries a code, details and its own name', async (t) => {
   const error = new AllocscopeError('ENOCTL', 'no such mallctl', { name: 'x' });
@@ -14,6 +14,13 @@ t.test('checkNumber accepts the range and rejects everything else with EINVAL', 
   t.equal(checkNumber('interval', 5, 0, 10), 5);
   for (const bad of [-1, 11, Number.NaN, Infinity, '5', null, undefined, {}]) {
     t.throws(() => checkNumber('interval', bad, 0, 10), { code: 'EINVAL' }, String(bad));
+  }
+});
+
+t.test('checkInteger accepts whole numbers in range only', async (t) => {
+  t.equal(checkInteger('samples', 5, 3, 10), 5);
+  for (const bad of [2, 11, 5.5, Number.NaN, '5', null]) {
+    t.throws(() => checkInteger('samples', bad, 3, 10), { code: 'EINVAL' }, String(bad));
   }
 });
 

@@ -6,7 +6,7 @@ import * as api from '../lib/index';
 const root = join(__dirname, '..');
 
 t.test('the public surface', async (t) => {
-  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge']) t.type((api as Record<string, unknown>)[name], 'function', name);
+  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge', 'diagnose']) t.type((api as Record<string, unknown>)[name], 'function', name);
   t.same(Object.keys(api.glibc).sort(), ['mallinfo2', 'mallocInfo', 'mallocInfoAsync', 'trim']);
   t.same(Object.keys(api.jemalloc).sort(), ['bins', 'purge', 'read', 'settings', 'statsJson', 'summary', 'write']);
   t.same(Object.keys(api.tcmalloc).sort(), ['property', 'releaseFreeMemory', 'statsText']);
@@ -14,6 +14,7 @@ t.test('the public surface', async (t) => {
   t.type(api.AllocscopeError, 'function');
   for (const name of ['readProcTarget', 'inspectProcTarget', 'openProcTarget', 'ProcTarget', 'SmapsGate']) t.type((api as Record<string, unknown>)[name], 'function', name);
   t.equal(api.DEFAULT_SMAPS_GATE_POLICY.minIntervalMs, 10_000);
+  t.equal(api.DEFAULT_THRESHOLDS.minGrowthBytes, 10 * 1024 * 1024);
 });
 
 t.test('usable from require and from import, by package name', async (t) => {

@@ -28,3 +28,23 @@ export function formatTable(header: string[], rows: string[][]): string {
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
+
+/** 850 -> "850 ms", 12_300 -> "12.3 s", 270_000 -> "4.5 min", then "h" and "d". */
+export function formatDuration(ms: number): string {
+  const abs = Math.abs(ms);
+  if (abs < 1000) return `${ms.toFixed(0)} ms`;
+  if (abs < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (abs < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  if (abs < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
+}
+
+/** A byte rate with its unit: "+2.9 MiB/s", "-512 B/min". */
+export function formatRate(bytesPerUnit: number, unit: string): string {
+  return `${bytesPerUnit >= 0 ? '+' : ''}${formatBytes(bytesPerUnit)}/${unit}`;
+}
+
+/** 0.4123 -> "41%". */
+export function formatPercent(share: number): string {
+  return `${(share * 100).toFixed(0)}%`;
+}

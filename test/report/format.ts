@@ -1,5 +1,5 @@
 import t from 'tap';
-import { formatBytes, formatRatio, formatTable } from '../../lib/report/format';
+import { formatBytes, formatDuration, formatPercent, formatRate, formatRatio, formatTable } from '../../lib/report/format';
 
 t.test('formatBytes', async (t) => {
   t.equal(formatBytes(null), '-');
@@ -17,4 +17,18 @@ t.test('formatRatio shows the ratio with its signed bytes', async (t) => {
 
 t.test('formatTable aligns columns', async (t) => {
   t.equal(formatTable(['a', 'bb'], [['xyz', '1'], ['q', '22']]), 'a    bb\n---  --\nxyz   1\nq    22');
+});
+
+t.test('formatDuration picks a unit a person reads at a glance', async (t) => {
+  t.equal(formatDuration(850), '850 ms');
+  t.equal(formatDuration(12_300), '12.3 s');
+  t.equal(formatDuration(270_000), '4.5 min');
+  t.equal(formatDuration(2.5 * 3_600_000), '2.5 h');
+  t.equal(formatDuration(3 * 86_400_000), '3.0 d');
+});
+
+t.test('formatRate and formatPercent', async (t) => {
+  t.equal(formatRate(3 * 1048576, 's'), '+3.0 MiB/s');
+  t.equal(formatRate(-512, 'min'), '-512 B/min');
+  t.equal(formatPercent(0.4123), '41%');
 });
