@@ -5,6 +5,8 @@ import { UsageError } from './args';
 import { agentLibraryPath } from '../targets/agent';
 import { attachCommand } from './attach';
 import { demoCommand } from './demo';
+import { profilePidCommand } from './profile-pid';
+import { runCommand } from './run';
 import { snapshotCommand } from './snapshot-command';
 
 const USAGE = `usage: allocscope <command> [flags]
@@ -16,6 +18,15 @@ commands:
   attach PID --allow-inject [--json] [--timeout MS]
                                load the agent into a running process with gdb (without
                                --allow-inject: explains the risks, exits 3)
+  profile-pid PID [--interval 1s] [--duration 10m | --samples N] [--out run.ndjson|run.csv]
+              [--json] [--children] [--quiet]
+                               poll a process at the deepest level reachable (agent, else /proc),
+                               live view, samples streamed to --out, summary and verdict at the end
+                               (exit 3: no such pid, 4: permission denied)
+  run [--allocator glibc|jemalloc|tcmalloc|mimalloc] [--env K=V]... [--out F] [--interval 1s]
+      [--duration D] [--json] [--quiet] -- CMD ARGS
+                               start CMD with that allocator and the agent preloaded, profile it,
+                               pass signals through; at --duration CMD is sent SIGTERM
   help                         this text`;
 
 export async function main(argv: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
@@ -28,6 +39,10 @@ export async function main(argv: readonly string[], out: (text: string) => void,
         return await demoCommand(rest, out);
       case 'attach':
         return await attachCommand(rest, out, err);
+      case 'profile-pid':
+        return await profilePidCommand(rest, out, err);
+      case 'run':
+        return await runCommand(rest, out, err);
       case 'agent-path':
         out(agentLibraryPath());
         return 0;

@@ -1,0 +1,97 @@
+/**
+ * Choosing how to read a process: the deepest insight level available (DESIGN.md "Targets and
+ * insight levels"): its agent socket when it answers, else /proc. The choice and the reason a
+ * deeper level was not reached travel with every snapshot (levelNote).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { AllocscopeError } from '../errors';
+import { openProcTarget } from '../proc/target';
+import { readProcTree } from '../proc/tree';
+import type { InsightLevel, Snapshot } from '../snapshot';
+import { agentSocketExists, readAgentSnapshot, type AgentOptions } from './agent';
+
+export interface TargetSource {
+  pid: number;
+  level: InsightLevel;
+  /** Why a deeper level was not reached, or null. */
+  note: string | null;
+  read(): Promise<Snapshot>;
+}
+
+export interface OpenTargetOptions extends AgentOptions {
+  /** Read the process and all its descendants as one tree (procfs level, PSS per child). */
+  children?: boolean;
+}
+
+/** True while the process exists and is not a zombie (exited, waiting to be reaped). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The state follows the last ')' (the command name may contain spaces and parentheses).
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function gone(pid: number): AllocscopeError {
+  return new AllocscopeError('ESRCH', `process ${pid} does not exist (or has exited).`, { pid });
+}
+
+export async function openTarget(pid: number, options: OpenTargetOptions = {}): Promise<TargetSource> {
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new AllocscopeError('EINVAL', `a pid is a positive whole number; got ${pid}.`, { pid });
+  if (!existsSync(`/proc/${pid}`) || !processAlive(pid)) throw gone(pid);
+  let agentProblem: string | null = null;
+  if (options.children === true) {
+    const first = readProcTree(pid);
+    return {
+      pid,
+      level: first.level,
+      note: first.levelNote,
+      read: async () => {
+        if (!processAlive(pid)) throw gone(pid);
+        return readProcTree(pid);
+      },
+    };
+  }
+  if (agentSocketExists(pid, options)) {
+    try {
+      await readAgentSnapshot(pid, options);
+      return {
+        pid,
+        level: 'agent',
+        note: null,
+        read: async () => {
+          try {
+            return await readAgentSnapshot(pid, options);
+          } catch (error) {
+            if (!processAlive(pid)) throw gone(pid);
+            throw error;
+          }
+        },
+      };
+    } catch (error) {
+      agentProblem = (error as Error).message;
+    }
+  }
+  // /proc: status and statm kept open for polling; the snapshot's levelNote says why the agent
+  // level was not reached (and, when a socket was there but failed, what went wrong).
+  const proc = openProcTarget(pid);
+  const withAgentProblem = (snapshot: Snapshot): Snapshot =>
+    agentProblem === null ? snapshot : { ...snapshot, levelNote: `${agentProblem} ${snapshot.levelNote ?? ''}`.trim() };
+  const first = withAgentProblem(proc.read());
+  return {
+    pid,
+    level: first.level,
+    note: first.levelNote,
+    read: async () => {
+      if (!processAlive(pid)) throw gone(pid);
+      try {
+        return withAgentProblem(proc.read());
+      } catch (error) {
+        if (!processAlive(pid)) throw gone(pid);
+        throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import schema from '../../schema/snapshot.v1.json';
+import { parseProfileArgs, profilePid, summaryText } from '../../lib/cli/profile-pid';
+import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
+import { agentLibraryPath } from '../../lib/targets/agent';
+import { skipUnlessInstalled } from '../helpers/child';
+import { nginxSkip, startNginx } from '../helpers/nginx';
+import { startWorkload, waitFor, type Workload } from '../helpers/workload';
+import { agentSocketExists } from '../../lib/targets/agent';
+import type { Snapshot } from '../../lib/snapshot';
+
+const validate = new Ajv2020().compile(schema);
+const bin = join(__dirname, '..', '..', 'scripts', 'profile-pid');
+const dir = mkdtempSync(join(tmpdir(), 'allocscope-profile-'));
+const running: Workload[] = [];
+t.teardown(() => {
+  running.forEach((w) => w.stop());
+  rmSync(dir, { recursive: true, force: true });
+});
+const io = { out: () => {}, err: () => {}, tty: false };
+
+t.test('flags', async (t) => {
+  t.same(parseProfileArgs(['42']), { pid: 42, intervalMs: 1000, durationMs: null, samples: null, out: null, json: false, children: false, quiet: false });
+  t.equal(parseProfileArgs(['42', '--interval', '250ms', '--duration', '10m']).durationMs, 600_000);
+  for (const bad of [[], ['x'], ['0'], ['1', '2'], ['1', '--duration', '1s', '--samples', '3'], ['1', '--interval', 'fast'], ['1', '--what']]) {
+    t.throws(() => parseProfileArgs(bad), { name: 'UsageError' }, bad.join(' '));
+  }
+});
+
+t.test('agent level: every sample streamed to NDJSON, schema-valid, with allocator figures', { skip: skipUnlessInstalled('jemalloc') }, async (t) => {
+  const w = await startWorkload(['leak', '65536', '10', '0'], { allocator: 'jemalloc' });
+  running.push(w);
+  t.ok(await waitFor(() => agentSocketExists(w.pid), 2000));
+  const out = join(dir, 'agent.ndjson');
+  const result = await profilePid({ pid: w.pid, intervalMs: 50, durationMs: null, samples: 12, out, json: false, children: false, quiet: false }, io);
+  t.equal(result.samples, 12);
+  t.equal(result.endedBy, 'samples');
+  t.equal(result.level, 'agent');
+  const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Snapshot);
+  t.equal(lines.length, 12);
+  t.ok(lines.every((s) => validate(s) && s.allocator.name === 'jemalloc' && (s.allocatorBytes.allocated ?? 0) > 0));
+  t.ok((lines[11].allocatorBytes.allocated ?? 0) > (lines[0].allocatorBytes.allocated ?? 0), 'the leak shows in live bytes');
+  t.match(summaryText(result), /12 samples at level agent/);
+});
+
+t.test('the target exits mid-run: the file holds every sample taken, and the summary says so', async (t) => {
+  // 10 steps of 60 ms: the workload exits after ~0.6 s, long before the 20 s duration.
+  const w = await startWorkload(['leak', '4096', '60', '10'], { agent: false });
+  running.push(w);
+  const out = join(dir, 'exit.csv');
+  const cli = spawnSync(process.execPath, [bin, String(w.pid), '--interval', '50ms', '--duration', '20s', '--out', out, '--json'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(cli.status, 0, cli.stderr);
+  const result = JSON.parse(cli.stdout);
+  t.equal(result.endedBy, 'target-exited');
+  const rows = readFileSync(out, 'utf8').trim().split('\n');
+  t.equal(rows.length - 1, result.samples, 'one CSV row per sample taken');
+  t.ok(result.samples >= 3, `${result.samples} samples before the exit`);
+  t.match(rows[0], /^time,monotonicNs,pid,source,level,allocator.name/);
+});
+
+t.test('exit codes: no such pid 3, bad flag 2; a procfs-level run says why it is not deeper', async (t) => {
+  t.equal(spawnSync(process.execPath, [bin, '999999999'], { encoding: 'utf8' }).status, 3);
+  t.equal(spawnSync(process.execPath, [bin, '1', '--bogus'], { encoding: 'utf8' }).status, 2);
+  const w = await startWorkload(['steady', '10', '10', '0'], { agent: false });
+  running.push(w);
+  const asNobody = spawnSync(process.execPath, [bin, String(w.pid), '--samples', '2', '--interval', '50ms', '--json'], { encoding: 'utf8', uid: 65534, gid: 65534, timeout: 20_000 });
+  t.equal(asNobody.status, 0, asNobody.stderr);
+  const result = JSON.parse(asNobody.stdout);
+  t.equal(result.level, 'proc-basic', 'another user reaches the basic level only');
+  t.match(result.levelNote, /EACCES|permission|same uid|CAP_SYS_PTRACE/i, result.levelNote);
+});
+
+t.test('--children: a real nginx master and its workers, read as one tree', { skip: nginxSkip() }, async (t) => {
+  const server = await startNginx({ ...process.env, LD_PRELOAD: '' }, 2);
+  t.teardown(() => server.stop());
+  const result = await profilePid({ pid: server.master, intervalMs: 50, durationMs: null, samples: 2, out: null, json: true, children: true, quiet: true }, io);
+  t.equal(result.last?.raw.tree.processes, 3, 'master and two workers');
+  t.equal(Object.keys(result.last?.raw.tree_rss ?? {}).length, 3);
+  const sum = Object.values(result.last?.raw.tree_rss ?? {}).reduce((a, b) => a + b, 0);
+  t.equal(result.last?.processBytes.rss, sum, 'RSS is the sum over the tree');
+});
+
+t.test('allocscope run: the command runs under the chosen allocator with the agent; signals pass through', { skip: skipUnlessInstalled('jemalloc') }, async (t) => {
+  const main = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+  const workload = join(__dirname, '..', '..', 'build', 'Release', 'heap_workload');
+  const out = join(dir, 'run.ndjson');
+  const run = spawnSync(process.execPath, [main, 'run', '--allocator', 'jemalloc', '--env', 'MALLOC_CONF=narenas:2', '--duration', '1s', '--interval', '100ms', '--out', out, '--quiet', '--', workload, 'leak', '65536', '10', '0'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(run.status, 0, run.stderr);
+  const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Snapshot);
+  t.ok(lines.length >= 5, `${lines.length} samples`);
+  t.ok(lines.every((s) => s.level === 'agent' && s.allocator.name === 'jemalloc'), 'allocator figures from inside the command');
+  t.equal(spawnSync(process.execPath, [main, 'run', '--env', '1BAD=x', '--', workload], { encoding: 'utf8' }).status, 2, 'invalid env key');
+  t.equal(spawnSync(process.execPath, [main, 'run', '--allocator', 'ptmalloc3', '--', workload], { encoding: 'utf8' }).status, 2);
+  t.equal(spawnSync(process.execPath, [main, 'run', '--', '/no/such/program'], { encoding: 'utf8' }).status, 127);
+  // SIGTERM to allocscope reaches the command (exit 128+15), and allocscope reports it.
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [main, 'run', '--quiet', '--', workload, 'steady', '10', '50', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout.on('data', (d) => (text += d));
+  await waitFor(() => text.includes('ready'), 5000);
+  await new Promise((r) => setTimeout(r, 300));
+  child.kill('SIGTERM');
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  t.equal(code, 143, 'the command ended by the forwarded SIGTERM');
+  t.match(text, /the target exited/);
+});
+
+t.test('allocscope run drives a real nginx: samples carry allocator stats from inside the server', { skip: skipUnlessInstalled('jemalloc') || nginxSkip() }, async (t) => {
+  // The agent of the nginx master, profiled while ab loads the workers.
+  const env = { ...process.env, LD_PRELOAD: `${ALLOCATOR_LIBRARIES.jemalloc?.path}:${agentLibraryPath()}` };
+  const server = await startNginx(env, 1);
+  t.teardown(() => server.stop());
+  const result = await profilePid({ pid: server.workers()[0], intervalMs: 100, durationMs: null, samples: 5, out: null, json: true, children: false, quiet: true }, io);
+  t.equal(result.level, 'agent');
+  t.equal(result.last?.allocator.name, 'jemalloc');
+  t.ok((result.last?.allocatorBytes.allocated ?? 0) > 0);
+});
