@@ -82,7 +82,13 @@ async function mallocBench(binary) {
       without.push(await runLoop(binary, false));
     }
   }
-  return { without, withAgent, ratio: median(withAgent) / median(without) };
+  return { without, withAgent, ratio: pairedRatio(withAgent, without) };
+}
+
+/** Median of per-round ratios: each round's pair ran back to back, so a drift of the machine's
+    speed over the run (which the separate medians would mistake for overhead) cancels out. */
+function pairedRatio(withAgent, without) {
+  return median(withAgent.map((w, i) => w / without[i]));
 }
 
 async function nginxRun(withAgent) {
@@ -119,7 +125,7 @@ async function nginxBench() {
       failed += r.failed;
     }
   }
-  return { without, withAgent, ratio: median(withAgent) / median(without), failed };
+  return { without, withAgent, ratio: pairedRatio(withAgent, without), failed };
 }
 
 /** CPU ticks of the agent's thread over an idle period with no client. */
@@ -140,7 +146,49 @@ async function idleCpu(binary) {
   return { seconds: 5, ticks: after - before };
 }
 
-/** Round trips of 1000 sequential snapshot requests. */
+/** Round trips over one connection kept open (the agent serves 64 requests per connection). */
+function persistentTrips(path, count) {
+  const { createConnection } = require('node:net');
+  return new Promise((resolve, reject) => {
+    const trips = [];
+    let socket = null;
+    let sent = 0;
+    let start = 0n;
+    let buffered = '';
+    const next = () => {
+      if (trips.length === count) {
+        socket.destroy();
+        return resolve(trips);
+      }
+      if (socket === null || sent === 64) {
+        if (socket !== null) socket.destroy();
+        socket = createConnection(path);
+        sent = 0;
+        buffered = '';
+        socket.on('error', reject);
+        socket.on('data', (chunk) => {
+          buffered += chunk;
+          if (!buffered.includes('\n')) return;
+          buffered = '';
+          trips.push(Number(process.hrtime.bigint() - start) / 1000);
+          next();
+        });
+        socket.once('connect', send);
+        return;
+      }
+      send();
+    };
+    const send = () => {
+      sent++;
+      start = process.hrtime.bigint();
+      socket.write('{"v":1,"op":"snapshot"}\n');
+    };
+    next();
+  });
+}
+
+/** Round trips of 1000 sequential snapshot requests: through the client (a connection per
+    request, JSON parsed, Snapshot assembled) and over a kept-open connection (the agent alone). */
 async function roundTrips(label, env, args) {
   const child = spawn(join(root, 'build', 'Release', 'heap_workload'), args, { env: { ...process.env, ...env }, stdio: 'ignore' });
   for (let i = 0; i < 100 && !agentSocketExists(child.pid); i++) await sleep(20);
@@ -153,8 +201,15 @@ async function roundTrips(label, env, args) {
     trips.push(Number(process.hrtime.bigint() - start) / 1000);
     arenas = s.raw.jemalloc?.['arenas.narenas'] ?? null;
   }
+  const { agentSocketPath } = require(join(root, 'dist', 'targets', 'agent.js'));
+  const raw = await persistentTrips(agentSocketPath(child.pid), 1000);
   child.kill('SIGKILL');
-  return { label, p50: quantile(trips, 0.5), p99: quantile(trips, 0.99), narenas: arenas };
+  return {
+    label,
+    client: { p50: quantile(trips, 0.5), p99: quantile(trips, 0.99) },
+    keptOpen: { p50: quantile(raw, 0.5), p99: quantile(raw, 0.99) },
+    narenas: arenas,
+  };
 }
 
 async function main() {
@@ -164,7 +219,7 @@ async function main() {
   const idle = await idleCpu(binary);
   const trips = [await roundTrips('glibc, healthy heap', { LD_PRELOAD: AGENT }, ['steady', '10', '50', '0'])];
   if (existsSync(JEMALLOC)) trips.push(await roundTrips('jemalloc, 8 threads allocating', { LD_PRELOAD: `${JEMALLOC}:${AGENT}` }, ['fragment', '8', '50', '0']));
-  const result = { rounds: ROUNDS, seconds: SECONDS, malloc, nginx, idle, trips };
+  const result = { rounds: ROUNDS, seconds: SECONDS, loadavg: require('node:os').loadavg(), malloc, nginx, idle, trips };
   console.log(JSON.stringify(result, null, 2));
 }
 
