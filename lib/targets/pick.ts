@@ -38,6 +38,19 @@ function gone(pid: number): AllocscopeError {
   return new AllocscopeError('ESRCH', `process ${pid} does not exist (or has exited).`, { pid });
 }
 
+/** A reader that turns a vanished process into ESRCH, whatever the read itself reported. */
+function guarded(pid: number, read: () => Snapshot | Promise<Snapshot>): () => Promise<Snapshot> {
+  return async () => {
+    if (!processAlive(pid)) throw gone(pid);
+    try {
+      return await read();
+    } catch (error) {
+      if (!processAlive(pid)) throw gone(pid);
+      throw error;
+    }
+  };
+}
+
 export async function openTarget(pid: number, options: OpenTargetOptions = {}): Promise<TargetSource> {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new AllocscopeError('EINVAL', `a pid is a positive whole number; got ${pid}.`, { pid });
   if (!existsSync(`/proc/${pid}`) || !processAlive(pid)) throw gone(pid);
@@ -48,10 +61,7 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
       pid,
       level: first.level,
       note: first.levelNote,
-      read: async () => {
-        if (!processAlive(pid)) throw gone(pid);
-        return readProcTree(pid);
-      },
+      read: guarded(pid, () => readProcTree(pid)),
     };
   }
   if (agentSocketExists(pid, options)) {
@@ -61,14 +71,7 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
         pid,
         level: 'agent',
         note: null,
-        read: async () => {
-          try {
-            return await readAgentSnapshot(pid, options);
-          } catch (error) {
-            if (!processAlive(pid)) throw gone(pid);
-            throw error;
-          }
-        },
+        read: guarded(pid, () => readAgentSnapshot(pid, options)),
       };
     } catch (error) {
       agentProblem = (error as Error).message;
@@ -84,14 +87,6 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
     pid,
     level: first.level,
     note: first.levelNote,
-    read: async () => {
-      if (!processAlive(pid)) throw gone(pid);
-      try {
-        return withAgentProblem(proc.read());
-      } catch (error) {
-        if (!processAlive(pid)) throw gone(pid);
-        throw error;
-      }
-    },
+    read: guarded(pid, () => withAgentProblem(proc.read())),
   };
 }

@@ -4,8 +4,7 @@ import type { NativeMimallocProcessInfo } from '../../lib/binding';
 import { AllocscopeError } from '../../lib/errors';
 import { readerForRecord } from '../../lib/sample';
 import { snapshot } from '../../lib/targets/self';
-import { type ChildResult, inChild, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
-import type { AllocatorName } from '../../lib/snapshot';
+import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
 import { heapFixture } from '../helpers/heap-fixture';
 
 interface Outcome {
@@ -64,16 +63,7 @@ const scenarios = {
 };
 
 /** Children start together at load (independent processes); each test awaits its own. */
-const children = new Map<string, Promise<ChildResult<unknown>>>();
-function child<T>(scenario: string, allocator: AllocatorName, env: Record<string, string> = {}): Promise<ChildResult<T>> {
-  let pending = children.get(scenario);
-  if (pending === undefined) {
-    pending = inChild<unknown>(__filename, scenario, allocator, env);
-    pending.catch(() => undefined); // its test awaits it: no unhandled rejection meanwhile
-    children.set(scenario, pending);
-  }
-  return pending as Promise<ChildResult<T>>;
-}
+const child = childOnce(__filename);
 
 if (scenarioName() !== undefined) {
   void runScenario(scenarios);

@@ -49,11 +49,12 @@ t.test('agent level: every sample streamed to NDJSON, schema-valid, with allocat
 });
 
 t.test('the target exits mid-run: the file holds every sample taken, and the summary says so', async (t) => {
-  // 10 steps of 60 ms: the workload exits after ~0.6 s, long before the 20 s duration.
-  const w = await startWorkload(['leak', '4096', '60', '10'], { agent: false });
+  // 40 steps of 100 ms: the workload exits after ~4 s (time for the CLI to start even on a loaded
+  // machine), long before the 30 s duration.
+  const w = await startWorkload(['leak', '4096', '100', '40'], { agent: false });
   running.push(w);
   const out = join(dir, 'exit.csv');
-  const cli = spawnSync(process.execPath, [bin, String(w.pid), '--interval', '50ms', '--duration', '20s', '--out', out, '--json'], { encoding: 'utf8', timeout: 30_000 });
+  const cli = spawnSync(process.execPath, [bin, String(w.pid), '--interval', '50ms', '--duration', '30s', '--out', out, '--json'], { encoding: 'utf8', timeout: 40_000 });
   t.equal(cli.status, 0, cli.stderr);
   const result = JSON.parse(cli.stdout);
   t.equal(result.endedBy, 'target-exited');

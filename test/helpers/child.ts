@@ -77,3 +77,21 @@ export function inChild<T>(
     });
   });
 }
+
+/**
+ * A `child(scenario, allocator, env)` for one test file that starts each scenario's child at most
+ * once: a file can start all its children at load (they are independent processes and run in
+ * parallel) and let each test await its own.
+ */
+export function childOnce(testFile: string): <T>(scenario: string, allocator: AllocatorName, env?: Record<string, string>) => Promise<ChildResult<T>> {
+  const started = new Map<string, Promise<ChildResult<unknown>>>();
+  return <T>(scenario: string, allocator: AllocatorName, env: Record<string, string> = {}) => {
+    let pending = started.get(scenario);
+    if (pending === undefined) {
+      pending = inChild<unknown>(testFile, scenario, allocator, env);
+      pending.catch(() => undefined); // its test awaits it: no unhandled rejection meanwhile
+      started.set(scenario, pending);
+    }
+    return pending as Promise<ChildResult<T>>;
+  };
+}
