@@ -6,15 +6,16 @@
  * Theil-Sen fit that must clear a rate, an absolute size, a share of its own level and a fit
  * quality (verdict-options.ts holds every threshold):
  *   - live-growth:    live bytes rise (leak-like);
- *   - retention:      RSS rises by more than live bytes and V8's heap explain, and live bytes do
- *                     not explain it: fragmentation, arenas, free pages the allocator keeps;
+ *   - retention:      RSS rises, and at least half of the rise is neither live bytes nor V8's
+ *                     committed heap: fragmentation, arenas, free pages the allocator keeps;
  *   - js-heap-growth: V8 heapUsed rises;
  *   - stable:         none of them rises past the floors;
  *   - insufficient-data: fewer than 10 snapshots, a window under a minute, a process under
  *                     5 MiB, or RSS growth that cannot be split because the allocator keeps no
  *                     live-bytes figure (mimalloc).
- * With the defaults a verdict needs 10 snapshots over at least 60 s; growth must exceed 10 MiB,
- * 10% of the series' level and 256 KiB/min, with 70% of sample pairs rising.
+ * With the defaults a verdict needs 10 snapshots over at least 60 s (30 or more when samples
+ * can be junk); growth must exceed 10 MiB, 10% of the series' level and 256 KiB/min, with 70% of
+ * sample pairs rising. The labelled workloads in test/verdict.ts are classified within 12.
  * When several kinds are found, the verdict is the one that explains the most bytes; the others
  * are in `alsoSeen`.
  */
