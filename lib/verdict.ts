@@ -6,15 +6,16 @@
  * Theil-Sen fit that must clear a rate, an absolute size, a share of its own level and a fit
  * quality (verdict-options.ts holds every threshold):
  *   - live-growth:    live bytes rise (leak-like);
- *   - retention:      RSS rises by more than live bytes and V8's heap explain, and live bytes do
- *                     not explain it: fragmentation, arenas, free pages the allocator keeps;
+ *   - retention:      RSS rises, and at least half of the rise is neither live bytes nor V8's
+ *                     committed heap: fragmentation, arenas, free pages the allocator keeps;
  *   - js-heap-growth: V8 heapUsed rises;
  *   - stable:         none of them rises past the floors;
  *   - insufficient-data: fewer than 10 snapshots, a window under a minute, a process under
  *                     5 MiB, or RSS growth that cannot be split because the allocator keeps no
  *                     live-bytes figure (mimalloc).
- * With the defaults a verdict needs 10 snapshots over at least 60 s; growth must exceed 10 MiB,
- * 10% of the series' level and 256 KiB/min, with 70% of sample pairs rising.
+ * With the defaults a verdict needs 10 snapshots over at least 60 s (30 or more when samples
+ * can be junk); growth must exceed 10 MiB, 10% of the series' level and 256 KiB/min, with 70% of
+ * sample pairs rising. The labelled workloads in test/verdict.ts are classified within 12.
  * When several kinds are found, the verdict is the one that explains the most bytes; the others
  * are in `alsoSeen`.
  */
@@ -268,8 +269,12 @@ function insufficientReasons(sorted: readonly Snapshot[], window: WindowFacts, t
   if (sorted.length >= t.minSamples && SERIES_NAMES.every((name) => trends[name] === null)) {
     reasons.push(['no-memory-figures', `no memory figure (RSS, live bytes, V8 heap) is known in ${t.minSamples} snapshots at distinct times.`]);
   }
-  const levels = sorted.map((s) => s.processBytes.rss ?? s.allocatorBytes.allocated).filter((v): v is number => v !== null);
-  const level = levels.length > 0 ? Math.max(...levels) : null;
+  // A loop, not Math.max(...levels): spreading 200,000 values overflows the call stack.
+  let level: number | null = null;
+  for (const s of sorted) {
+    const value = s.processBytes.rss ?? s.allocatorBytes.allocated;
+    if (value !== null && (level === null || value > level)) level = value;
+  }
   if (level !== null && level < t.minLevelBytes) {
     reasons.push(['too-little-memory', `the process uses very little memory (at most ${formatBytes(level)}, under ${formatBytes(t.minLevelBytes)}): ratios and slopes mean nothing at this size.`]);
   }
@@ -306,14 +311,14 @@ function summaryOf(c: Classification, trends: Record<SeriesName, Trend | null>, 
   }
 }
 
-function unknownsOf(trends: Record<SeriesName, Trend | null>, allocator: AllocatorName, kind: VerdictKind, arenaCount: number | null, t: DiagnoseThresholds): string[] {
+function unknownsOf(trends: Record<SeriesName, Trend | null>, allocator: AllocatorName, kinds: ReadonlySet<VerdictKind>, arenaCount: number | null, t: DiagnoseThresholds): string[] {
   const out: string[] = [];
   if (trends.allocated === null) {
     out.push(`Live bytes: fewer than ${t.minSamples} snapshots carry an allocated figure (${allocator} may keep none), so a leak cannot be told from retention.`);
   }
   if (trends.rss === null) out.push(`RSS: fewer than ${t.minSamples} snapshots carry one, so retention cannot be told.`);
   if (trends.heapUsed === null) out.push(`V8 heap: fewer than ${t.minSamples} snapshots carry V8 figures (not Node, or read from /proc), so JS heap growth cannot be told.`);
-  if (kind === 'retention' && allocator === 'glibc' && arenaCount === null) {
+  if (kinds.has('retention') && allocator === 'glibc' && arenaCount === null) {
     out.push('glibc arena count not given: pass { arenaCount } (e.g. from a /proc/PID/maps classifier) to judge MALLOC_ARENA_MAX=2.');
   }
   return out;
@@ -395,7 +400,7 @@ export function diagnose(history: readonly Snapshot[], options?: DiagnoseOptions
     attribution,
     evidence,
     remedies,
-    unknowns: unknownsOf(trends, allocator, classification.kind, arenaCount, t),
+    unknowns: unknownsOf(trends, allocator, kinds, arenaCount, t),
     thresholds: t,
   };
 }
