@@ -6,10 +6,8 @@ import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import schema from '../../schema/snapshot.v1.json';
 import { parseProfileArgs, profilePid, summaryText } from '../../lib/cli/profile-pid';
-import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
-import { agentLibraryPath } from '../../lib/targets/agent';
 import { skipUnlessInstalled } from '../helpers/child';
-import { nginxSkip, startNginx } from '../helpers/nginx';
+import { ab, NGINX, nginxConfig, nginxSkip, startNginx } from '../helpers/nginx';
 import { startWorkload, waitFor, type Workload } from '../helpers/workload';
 import { agentSocketExists } from '../../lib/targets/agent';
 import type { Snapshot } from '../../lib/snapshot';
@@ -111,13 +109,26 @@ t.test('allocscope run: the command runs under the chosen allocator with the age
   t.match(text, /the target exited/);
 });
 
-t.test('allocscope run drives a real nginx: samples carry allocator stats from inside the server', { skip: skipUnlessInstalled('jemalloc') || nginxSkip() }, async (t) => {
-  // The agent of the nginx master, profiled while ab loads the workers.
-  const env = { ...process.env, LD_PRELOAD: `${ALLOCATOR_LIBRARIES.jemalloc?.path}:${agentLibraryPath()}` };
-  const server = await startNginx(env, 1);
-  t.teardown(() => server.stop());
-  const result = await profilePid({ pid: server.workers()[0], intervalMs: 100, durationMs: null, samples: 5, out: null, json: true, children: false, quiet: true }, io);
-  t.equal(result.level, 'agent');
-  t.equal(result.last?.allocator.name, 'jemalloc');
-  t.ok((result.last?.allocatorBytes.allocated ?? 0) > 0);
+t.test('allocscope run starts a real nginx under jemalloc and the agent; its samples carry allocator stats from inside it', { skip: skipUnlessInstalled('jemalloc') || nginxSkip() }, async (t) => {
+  const { spawn } = await import('node:child_process');
+  const main = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+  const { dir: confDir, port, args } = await nginxConfig(1);
+  t.teardown(() => rmSync(confDir, { recursive: true, force: true }));
+  const out = join(dir, 'nginx.ndjson');
+  const run = spawn(process.execPath, [main, 'run', '--allocator', 'jemalloc', '--duration', '3s', '--interval', '200ms', '--out', out, '--quiet', '--', NGINX, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => run.once('exit', (code) => resolve(code)));
+  // Load it while it is profiled: the master's agent answers, the worker serves.
+  await waitFor(() => {
+    try {
+      return readFileSync(out, 'utf8').length > 0;
+    } catch {
+      return false;
+    }
+  }, 10_000);
+  const load = ab(port, 3000);
+  t.equal(load.failed, 0, 'no failed requests');
+  t.equal(await exited, 0, 'run ended nginx at --duration: a normal end');
+  const samples = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Snapshot);
+  t.ok(samples.length >= 5, `${samples.length} samples`);
+  t.ok(samples.every((s) => s.level === 'agent' && s.allocator.name === 'jemalloc' && (s.allocatorBytes.allocated ?? 0) > 0), 'allocator figures from inside nginx');
 });

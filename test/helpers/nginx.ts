@@ -32,8 +32,8 @@ export interface Nginx {
   stop(): void;
 }
 
-/** Starts nginx in the foreground; its master pid is the spawned process (exec, no shell). */
-export async function startNginx(env: NodeJS.ProcessEnv, workers = 2): Promise<Nginx> {
+/** A foreground nginx configuration on a free 127.0.0.1 port, in a directory of its own. */
+export async function nginxConfig(workers: number): Promise<{ dir: string; port: number; args: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'allocscope-nginx-'));
   const port = await freePort();
   writeFileSync(
@@ -42,7 +42,13 @@ export async function startNginx(env: NodeJS.ProcessEnv, workers = 2): Promise<N
       `events { worker_connections 256; }\nhttp {\n access_log off;\n client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;\n` +
       ` server { listen 127.0.0.1:${port}; location / { return 200 "hello from nginx\\n"; } }\n}\n`,
   );
-  const child = spawn(NGINX, ['-c', join(dir, 'nginx.conf'), '-p', dir], { env, stdio: 'ignore' });
+  return { dir, port, args: ['-c', join(dir, 'nginx.conf'), '-p', dir] };
+}
+
+/** Starts nginx in the foreground; its master pid is the spawned process (exec, no shell). */
+export async function startNginx(env: NodeJS.ProcessEnv, workers = 2): Promise<Nginx> {
+  const { dir, port, args } = await nginxConfig(workers);
+  const child = spawn(NGINX, args, { env, stdio: 'ignore' });
   const master = child.pid as number;
   const workersOf = () =>
     readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
