@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
 import type { AllocatorName } from '../../lib/snapshot';
-import { agentLibraryPath } from '../../lib/targets/agent';
+import { agentLibraryPath, agentSocketPath } from '../../lib/targets/agent';
+import { rmSync } from 'node:fs';
 
 export const WORKLOAD = join(__dirname, '..', '..', 'build', 'Release', 'heap_workload');
 
@@ -48,6 +49,9 @@ export function startWorkload(args: string[], options: WorkloadOptions = {}): Pr
           lines,
           stop: () => {
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+            // A SIGKILLed agent cannot remove its socket: tidy it once the process is gone.
+            child.once('exit', () => rmSync(agentSocketPath(child.pid as number), { force: true }));
+            if (child.exitCode !== null || child.signalCode !== null) rmSync(agentSocketPath(child.pid as number), { force: true });
           },
         });
       }
