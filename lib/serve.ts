@@ -177,7 +177,7 @@ export async function serve(options: ServeOptions = {}): Promise<ServeHandle> {
     }
   };
   process.once('exit', removeSocket);
-  const handle_: ServeHandle = {
+  const serving: ServeHandle = {
     path,
     close: () =>
       new Promise<void>((resolve) => {
@@ -187,6 +187,6 @@ export async function serve(options: ServeOptions = {}): Promise<ServeHandle> {
         removeSocket();
       }),
   };
-  active = handle_;
-  return handle_;
+  active = serving;
+  return serving;
 }
