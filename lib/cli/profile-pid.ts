@@ -123,6 +123,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
   let first: Snapshot | null = null;
   let endedBy: EndReason = 'signal';
   let drawn = 0;
+  let taken = 0;
   const started = Date.now();
   try {
     for (let tick = 0; ; tick++) {
@@ -138,6 +139,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
         throw error;
       }
       first ??= snapshot;
+      taken++;
       history.push(snapshot);
       if (history.length > HISTORY_LIMIT) history.shift();
       writer?.write(snapshot);
@@ -150,7 +152,6 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
           io.out(`${new Date(snapshot.time).toISOString()} rss=${snapshot.processBytes.rss} allocated=${snapshot.allocatorBytes.allocated ?? '-'} level=${snapshot.level}`);
         }
       }
-      const taken = writer?.written ?? history.length;
       if (options.samples !== null && taken >= options.samples) {
         endedBy = 'samples';
         break;
@@ -171,7 +172,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
     pid: options.pid,
     level: (last ?? first)?.level ?? source.level,
     levelNote: (last ?? first)?.levelNote ?? source.note,
-    samples: writer?.written ?? history.length,
+    samples: taken,
     endedBy,
     out: options.out,
     first,
