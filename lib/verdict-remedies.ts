@@ -2,7 +2,7 @@
  * What to do about a verdict, cheapest first: each remedy says what it costs, what to run, and
  * which evidence called for it. Nothing here promises an effect it has not measured: purge()
  * reports what it returned when the caller tried it, and a different allocator is something to
- * try and measure (`allocscope compare`), never a sure fix.
+ * try and measure (`allocscope run --allocator jemalloc`, side by side with the current one), never a sure fix.
  */
 import { ALLOCATOR_LIBRARIES } from './allocators/libraries';
 import type { ReleaseResult } from './allocators/types';
@@ -117,8 +117,8 @@ function allocatorRemedy(c: RemedyContext): Remedy {
       'mitigate',
       'restart-with-setting',
       'jemalloc keeps freed pages for its decay time (10 s dirty by default) before returning them; shorter decay and a background purging thread ' +
-        'return them sooner, for some CPU. Try it; `allocscope compare` measures it.',
-      [`MALLOC_CONF=${JEMALLOC_DECAY} node server.js`],
+        'return them sooner, for some CPU. Try it and measure: `allocscope run` with and without the setting.',
+      [`allocscope run --allocator jemalloc --env MALLOC_CONF=${JEMALLOC_DECAY} --duration 10m --out decay.ndjson -- node server.js`],
       ['attribution'],
     );
   }
@@ -128,8 +128,11 @@ function allocatorRemedy(c: RemedyContext): Remedy {
     'mitigate',
     'restart-with-preload',
     `jemalloc lays out memory by size class and returns freed pages on a timer, which often holds less under fragmenting workloads than ${c.allocator} - ` +
-      'and sometimes does not. Try it; `allocscope compare` measures it on this workload.',
-    [`LD_PRELOAD=${library} MALLOC_CONF=${JEMALLOC_DECAY} node server.js`, 'allocscope compare'],
+      'and sometimes does not. Try it and measure it on this workload: the same load under each `allocscope run --allocator`.',
+    [
+      `LD_PRELOAD=${library} MALLOC_CONF=${JEMALLOC_DECAY} node server.js`,
+      `allocscope run --allocator jemalloc --env MALLOC_CONF=${JEMALLOC_DECAY} --duration 10m --out jemalloc.ndjson -- node server.js`,
+    ],
     ['attribution'],
   );
 }

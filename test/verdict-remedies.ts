@@ -58,7 +58,7 @@ t.test('glibc retention: purge, MALLOC_ARENA_MAX=2 when arenas multiply, jemallo
   t.match(remedies[0].sentence, /pass its result as \{ release \}/);
   t.match(remedies[1], { cost: 'restart-with-setting', commands: ['MALLOC_ARENA_MAX=2 node server.js'], because: ['arenas', 'attribution'], sentence: /^16 glibc arenas/ });
   const jemalloc = remedies[2];
-  t.match(jemalloc.sentence, /and sometimes does not\. Try it; `allocscope compare` measures it/);
+  t.match(jemalloc.sentence, /and sometimes does not\. Try it and measure it on this workload/);
   t.match(jemalloc.commands[0], /^LD_PRELOAD=\S+libjemalloc\.so\.2 MALLOC_CONF=dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true /);
   t.notMatch(jemalloc.sentence, /will (fix|help)/, 'never a promise');
 });
@@ -74,7 +74,7 @@ t.test('purge tried: the RSS it really returned, or honestly nothing', async (t)
 
 t.test('other allocators: jemalloc gets decay settings, musl and unknown get no purge', async (t) => {
   t.same(ids({ retention: true, allocator: 'jemalloc' }), ['purge', 'jemalloc-decay', 'recycle-workers']);
-  t.match(remediesFor({ ...none, retention: true, allocator: 'jemalloc' })[1].sentence, /Try it; `allocscope compare` measures it/);
+  t.match(remediesFor({ ...none, retention: true, allocator: 'jemalloc' })[1].sentence, /Try it and measure/);
   t.same(ids({ retention: true, allocator: 'tcmalloc', arenaCount: 16 }), ['purge', 'jemalloc', 'recycle-workers'], 'arenas are glibc only');
   t.same(ids({ retention: true, allocator: 'musl' }), ['jemalloc', 'recycle-workers']);
   t.same(ids({ retention: true, allocator: 'unknown' }), ['jemalloc', 'recycle-workers']);

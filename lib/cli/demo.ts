@@ -1,7 +1,7 @@
 /**
  * `allocscope demo`: the same workload (demo-workload.ts) under every allocator installed here and
  * under tuned glibc (MALLOC_ARENA_MAX=2), one child process each, then one table. The difference it
- * shows is measured on this machine, not scripted. `allocscope compare` (a later command) does the
+ * shows is measured on this machine, not scripted. A command for any server under HTTP load (`compare`) is planned and does the
  * same for any server under HTTP load.
  */
 import { spawn } from 'node:child_process';
