@@ -43,7 +43,8 @@ if (scenarioName() !== undefined) {
       t.equal(value.silent, REPEATS, 'no clean run is accused');
       t.equal(value.growth.basis, 'allocated');
       // 64 B plus the allocator's rounding and header (glibc: 16 B chunk header).
-      t.ok(value.growth.liveBytesPerIteration >= 64 && value.growth.liveBytesPerIteration <= 96, `${value.growth.liveBytesPerIteration} B per call`);
+      // Other threads' frees can shave a fraction of a byte off the median (63.996 B seen under tcmalloc).
+      t.ok(value.growth.liveBytesPerIteration >= 60 && value.growth.liveBytesPerIteration <= 96, `${value.growth.liveBytesPerIteration} B per call`);
     });
   }
 
