@@ -48,6 +48,8 @@ export interface GovernedSample {
   tier: SampleTier;
   /** True when the allocator was read on a libuv worker thread rather than the JS thread. */
   offThread: boolean;
+  /** What this sample's allocator read cost, ns (on a worker: the read alone); null on the cheap tier. */
+  readNs: number | null;
   /** What the governor expects the next allocator read to cost, ns; null before the first one. */
   predictedNs: number | null;
   /** Why this sample is cheap or was read off the JS thread; null for a plain sample. */
@@ -119,14 +121,17 @@ export class SnapshotGovernor {
       // the budget allows (a monitor stretches its interval instead; a scrape lands here).
       return this.cheap(`allocator read costs ${msText(this.lastAllocatorNs)} ms; the ${formatShare(this.budget.dutyCycle)} duty cycle allows one every ${(this.minIntervalMs() / 1000).toFixed(2)} s`);
     }
-    // glibc's first read is blind (the free-chunk count is unknown until read), and a read near the
-    // cap may cross it as chunks pile up: both go to a worker thread, as a probe.
-    if ((this.lastAllocatorNs === null && this.allocatorName === 'glibc') || (this.lastAllocatorNs !== null && this.lastAllocatorNs > capNs / 2)) {
+    // glibc's read always goes to a worker thread: its cost follows the number of free chunks,
+    // which nothing cheap can tell beforehand (10,000 new free chunks cost 1.5 ms of walk but only
+    // ~5 MiB of heap), so the last cost cannot safely predict the next. On the worker, the JS
+    // thread waits only if it needs an arena while the walk holds that arena's lock. Other
+    // allocators' reads are bounded (jemalloc: an epoch per arena): on the JS thread, unless near the cap.
+    if (this.allocatorName === 'glibc' || (this.lastAllocatorNs !== null && this.lastAllocatorNs > capNs / 2)) {
       return this.probe(now, capNs);
     }
     const taken = snapshot({ detail: this.detail });
     this.record(taken.cost.ns, now, capNs);
-    return { snapshot: taken, tier: 'allocator', offThread: false, predictedNs: this.lastAllocatorNs, note: null };
+    return { snapshot: taken, tier: 'allocator', offThread: false, readNs: taken.cost.ns, predictedNs: this.lastAllocatorNs, note: null };
   }
 
   private async probe(now: number, capNs: number): Promise<GovernedSample> {
@@ -140,8 +145,8 @@ export class SnapshotGovernor {
       ? `allocator read cost ${msText(costNs)} ms (on a worker thread), over the ${this.budget.maxSampleMs} ms cap: cheap tier until the next probe in ${(this.probeGapMs / 1000).toFixed(0)} s`
       : wasOver
         ? `allocator read back under the ${this.budget.maxSampleMs} ms cap (${msText(costNs)} ms, on a worker thread)`
-        : `allocator read on a worker thread (${msText(costNs)} ms): its cost was unknown or near the cap`;
-    return { snapshot: taken, tier: 'allocator', offThread: true, predictedNs: this.lastAllocatorNs, note };
+        : `allocator read on a worker thread (${msText(costNs)} ms)`;
+    return { snapshot: taken, tier: 'allocator', offThread: true, readNs: costNs, predictedNs: this.lastAllocatorNs, note };
   }
 
   private record(costNs: number, now: number, capNs: number): void {
@@ -165,7 +170,7 @@ export class SnapshotGovernor {
     const taken = snapshot({ allocator: false });
     taken.levelNote = note;
     this.spentNs += taken.cost.ns;
-    return { snapshot: taken, tier: 'cheap', offThread: false, predictedNs: this.lastAllocatorNs, note };
+    return { snapshot: taken, tier: 'cheap', offThread: false, readNs: null, predictedNs: this.lastAllocatorNs, note };
   }
 }
 

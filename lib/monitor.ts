@@ -60,6 +60,11 @@ export interface SampleEvent {
   offThread: boolean;
   /** Why the sample is cheap or off-thread; null for a plain sample. */
   note: string | null;
+  /**
+   * What the allocator read cost, ns: on the JS thread, the whole snapshot; on a worker, the read
+   * alone (the time it held the allocator's locks). Null on the cheap tier.
+   */
+  readNs: number | null;
   /** The wait before the next sample, ms: intervalMs, or longer when the budget stretched it. */
   nextIntervalMs: number;
 }
@@ -228,7 +233,8 @@ export class Monitor extends EventEmitter<MonitorEvents> implements AsyncIterabl
         // The duty cycle stretches the interval; over the cap the samples are cheap and keep the pace.
         this.currentIntervalMs = this.governor.cheapTier ? this.options.intervalMs : Math.max(this.options.intervalMs, this.governor.minIntervalMs());
         this.schedule(this.currentIntervalMs);
-        this.accept({ snapshot: sample.snapshot, tier: sample.tier, offThread: sample.offThread, note: sample.note, nextIntervalMs: this.currentIntervalMs });
+        const { snapshot, tier, offThread, note, readNs } = sample;
+        this.accept({ snapshot, tier, offThread, note, readNs, nextIntervalMs: this.currentIntervalMs });
       },
       (error: unknown) => {
         this.fail(error);
