@@ -7,7 +7,9 @@
 //    second, p99 latency and the server's CPU time per request; each "on" figure is divided by
 //    the same round's "off" figure, and the median of those ratios is reported (the machine's
 //    speed drifts between rounds; pairing within a round cancels it).
-// 2. The glibc guard (stall.js): event-loop delay and the slowest malloc-taking timer callback
+// 2. CPU per sample (sample-cost.js): every thread's CPU time per monitor sample, against an idle
+//    process; times 1 or 10 samples a second, it bounds the share of a core the monitor can take.
+// 3. The glibc guard (stall.js): event-loop delay and the slowest malloc-taking timer callback
 //    with 1e5 and 1e6 free chunks in the main arena, monitor off / started at boot / started late.
 //
 //   node scripts/bench/monitor/run.js [--rounds 5] [--seconds 5] [--stall-rounds 2] [--json]
@@ -71,7 +73,21 @@ function stallRun(chunks, mode) {
   return JSON.parse(out.stdout.trim().split('\n').pop());
 }
 
+function sampleCostRun(mode) {
+  const out = spawnSync(process.execPath, [join(__dirname, 'sample-cost.js'), mode, '4'], { encoding: 'utf8', timeout: 60_000 });
+  if (out.status !== 0) throw new Error(`sample-cost.js ${mode}: exit ${out.status}\n${out.stderr}`);
+  return JSON.parse(out.stdout.trim().split('\n').pop());
+}
+
 async function main() {
+  const costs = [];
+  for (let r = 0; r < 3; r++) {
+    const on = sampleCostRun('on');
+    const off = sampleCostRun('off');
+    costs.push((on.cpuUs - off.cpuUs) / on.samples);
+  }
+  const cpuUsPerSample = median(costs);
+  process.stderr.write(`CPU per sample: ${costs.map((c) => c.toFixed(1)).join(', ')} us\n`);
   const rounds = [];
   for (let r = 0; r < ROUNDS; r++) {
     const order = MODES.map((_, i) => MODES[(i + r) % MODES.length]);
@@ -103,11 +119,12 @@ async function main() {
       }
     }
   }
-  const report = { date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, http, httpRounds: rounds, stall };
+  const report = { date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, cpuUsPerSample, cpuUsPerSampleRuns: costs, http, httpRounds: rounds, stall };
   if (args.includes('--json')) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
   }
+  console.log(`CPU per monitor sample (all threads, median of 3): ${cpuUsPerSample.toFixed(1)} us = ${(cpuUsPerSample / 1e4).toFixed(4)}% of a core at 1 Hz, ${(cpuUsPerSample / 1e3).toFixed(3)}% at 10 Hz`);
   console.log('\nHTTP (medians over rounds; ratios are medians of per-round ratios to "off")');
   console.log('mode | req/s | p99 ms | CPU us/req | throughput ratio | p99 ratio | CPU/req ratio | monitor duty cycle | errors');
   for (const mode of MODES) {
