@@ -6,6 +6,7 @@ import type { Snapshot } from '../lib/snapshot';
 import type { Verdict } from '../lib/verdict';
 import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from './helpers/child';
 import { heapFixture } from './helpers/heap-fixture';
+import { keepAliveUntilTeardown } from './helpers/keep-alive';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -41,10 +42,7 @@ if (scenarioName() !== undefined) {
   void runScenario(scenarios);
 } else {
   const child = childOnce(__filename);
-  // The monitor's timer is unref'd by design; an awaiting test needs something that keeps it alive,
-  // as a service's server does.
-  const keepAlive = setInterval(() => undefined, 1000);
-  t.teardown(() => clearInterval(keepAlive));
+  keepAliveUntilTeardown(t);
 
   t.test('bad options are refused with EINVAL', async (t) => {
     const bad: unknown[] = [

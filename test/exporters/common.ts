@@ -2,10 +2,9 @@ import t from 'tap';
 import { labelsOf, loadPeer, METRICS, ScrapeSource } from '../../lib/exporters/common';
 import { monitor } from '../../lib/monitor';
 import { snapshot } from '../../lib/targets/self';
+import { keepAliveUntilTeardown } from '../helpers/keep-alive';
 
-// monitor() timers are unref'd: keep the test process alive while it awaits their samples.
-const keepAlive = setInterval(() => undefined, 1000);
-t.teardown(() => clearInterval(keepAlive));
+keepAliveUntilTeardown(t);
 
 t.test('the metric table: unique names, a unit each, every Snapshot figure read', async (t) => {
   const keys = METRICS.map((m) => `${m.group}.${m.field}`);

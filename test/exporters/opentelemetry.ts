@@ -5,6 +5,7 @@ import { observeAllocscopeMetrics, openTelemetryName } from '../../lib/exporters
 import { METRICS } from '../../lib/exporters/common';
 import { monitor } from '../../lib/monitor';
 import { snapshot } from '../../lib/targets/self';
+import { keepAliveUntilTeardown } from '../helpers/keep-alive';
 
 /**
  * A MeterProvider with the SDK's in-memory exporter; collect() returns what one export holds.
@@ -35,9 +36,7 @@ function sdk() {
   };
 }
 
-// monitor() timers are unref'd: keep the test process alive while it awaits their samples.
-const keepAlive = setInterval(() => undefined, 1000);
-t.teardown(() => clearInterval(keepAlive));
+keepAliveUntilTeardown(t);
 
 t.test('observable gauges read through the SDK\'s in-memory reader', async (t) => {
   const { provider, collect } = sdk();

@@ -5,6 +5,7 @@ import { METRICS } from '../../lib/exporters/common';
 import { monitor } from '../../lib/monitor';
 import { snapshot } from '../../lib/targets/self';
 import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
+import { keepAliveUntilTeardown } from '../helpers/keep-alive';
 
 interface Sample {
   name: string;
@@ -52,9 +53,7 @@ if (scenarioName() !== undefined) {
   void runScenario(scenarios);
 } else {
   const child = childOnce(__filename);
-  // monitor() timers are unref'd: keep the test process alive while it awaits their samples.
-  const keepAlive = setInterval(() => undefined, 1000);
-  t.teardown(() => clearInterval(keepAlive));
+  keepAliveUntilTeardown(t);
 
   t.test('a real prom-client registry exposes every metric, with units and labels, read at scrape time', async (t) => {
     const registry = new promClient.Registry();
@@ -88,7 +87,8 @@ if (scenarioName() !== undefined) {
 
   t.test('scrapes faster than the duty cycle allows get the cheap tier', async (t) => {
     const registry = new promClient.Registry();
-    registerAllocscopeMetrics({ register: registry, maxAgeMs: 0, prefix: 'fast_' });
+    // A duty cycle of 0.0001%: after one read of ~50 us, the next is allowed only after ~50 s.
+    registerAllocscopeMetrics({ register: registry, maxAgeMs: 0, prefix: 'fast_', budget: { dutyCycle: 0.000001 } });
     await scrape(registry);
     const second = await scrape(registry);
     const rss = second.samples.find((s) => s.name === 'fast_process_rss_bytes');
