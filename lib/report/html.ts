@@ -121,7 +121,7 @@ function summaryTable(input: ReportInput): string {
     return compareRow(run, position < 0 ? null : position + 1);
   });
   const rankingLine = ranking.length > 0 ? `<p class="ranking">Ranking (lowest RSS growth per 10k requests first): ${ranking.map((label) => `<b>${escapeHtml(label)}</b>`).join(' &lt; ')}</p>` : '';
-  return `<table id="summary-table"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${rankingLine}`;
+  return `<div class="table-scroll"><table id="summary-table"><thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></div>${rankingLine}`;
 }
 
 function list(className: string, items: readonly string[]): string {
@@ -172,9 +172,10 @@ function headerFacts(input: ReportInput): string[] {
 }
 
 const STYLE = `
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; padding: 0 1em; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 .facts { color: #555; margin: 0.2em 0; }
+.table-scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.8em 0; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child, td.label { text-align: left; }

@@ -25,8 +25,8 @@ const quietIo = { out: () => {}, err: () => {}, tty: false };
  * above live bytes under glibc) with the agent preloaded and profiles it: `samples` snapshots
  * `intervalMs` apart, written to `out` by profilePid. Returns the file's snapshots.
  */
-export async function profileWorkload(allocator: AllocatorName, out: string, samples = 12, intervalMs = 100): Promise<Snapshot[]> {
-  const workload = await startWorkload(['fragment', '2', '20', '0'], { allocator });
+export async function profileWorkload(allocator: AllocatorName, out: string, samples = 12, intervalMs = 100, env: Record<string, string> = {}): Promise<Snapshot[]> {
+  const workload = await startWorkload(['fragment', '2', '20', '0'], { allocator, env });
   try {
     if (!(await waitFor(() => agentSocketExists(workload.pid), 3000))) throw new Error(`the agent of pid ${workload.pid} did not start`);
     await profilePid({ pid: workload.pid, intervalMs, durationMs: null, samples, out, json: false, children: false, quiet: true }, quietIo);
@@ -81,13 +81,14 @@ export interface CompareRunDir {
 export async function makeCompareRunDir(dir: string): Promise<CompareRunDir> {
   mkdirSync(dir, { recursive: true });
   const withJemalloc = allocatorInstalled('jemalloc');
-  const [glibc, jemalloc] = await Promise.all([
+  const [glibc, jemalloc, arena2] = await Promise.all([
     profileWorkload('glibc', join(dir, 'glibc.ndjson')),
     withJemalloc ? profileWorkload('jemalloc', join(dir, 'jemalloc.ndjson')) : Promise.resolve([] as Snapshot[]),
+    profileWorkload('glibc', join(dir, 'glibc-arena2.ndjson'), 8, 100, { MALLOC_ARENA_MAX: '2' }),
   ]);
-  // The interrupted run: the first half of glibc's samples, then half a line.
-  const interrupted = glibc.slice(0, 6);
-  const cut = JSON.stringify(glibc[6]);
+  // The interrupted run: its first 6 samples, then half a line, as a kill mid-write leaves it.
+  const interrupted = arena2.slice(0, 6);
+  const cut = JSON.stringify(arena2[6]);
   writeFileSync(join(dir, 'glibc-arena2.ndjson'), `${interrupted.map((s) => JSON.stringify(s)).join('\n')}\n${cut.slice(0, cut.length / 2)}`);
   const runs: CompareVariantRun[] = [variantRun('glibc', 'glibc', 'glibc.ndjson', glibc)];
   if (withJemalloc) runs.push(variantRun('jemalloc', 'jemalloc', 'jemalloc.ndjson', jemalloc));
