@@ -206,10 +206,18 @@ const PAGE_SCRIPT = `(function () {
     return sign + (u === 0 ? n.toFixed(0) : n.toFixed(1)) + ' ' + UNITS[u];
   }
   function ratio(v) { return v === null || v === undefined ? '-' : v.toFixed(2); }
-  function xValue(axis, v) {
+  // decimals: enough to tell neighbouring axis ticks apart (from the tick step), or a default for the legend.
+  function xValue(axis, v, decimals) {
     if (v === null || v === undefined) return '-';
-    if (axis === 'seconds') return v < 120 ? v.toFixed(0) + ' s' : (v / 60).toFixed(1) + ' min';
-    return v >= 1000 ? (v / 1000).toFixed(v % 1000 === 0 ? 0 : 1) + 'k' : String(v);
+    if (axis === 'seconds') {
+      if (v >= 120) return (v / 60).toFixed(1) + ' min';
+      return v.toFixed(decimals === undefined ? (v < 10 ? 2 : 0) : decimals) + ' s';
+    }
+    return v >= 1000 && v % 100 === 0 ? (v / 1000).toFixed(v % 1000 === 0 ? 0 : 1) + 'k' : String(Math.round(v));
+  }
+  function tickDecimals(splits) {
+    var step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
+    return step >= 1 || step === 0 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
   }
   var charts = [];
   window.allocscopeCharts = charts;
@@ -235,7 +243,7 @@ const PAGE_SCRIPT = `(function () {
         };
       })),
       axes: [
-        { label: spec.xAxis === 'seconds' ? 'time since the first sample' : 'requests completed', values: function (u, splits) { return splits.map(function (v) { return xValue(spec.xAxis, v); }); } },
+        { label: spec.xAxis === 'seconds' ? 'time since the first sample' : 'requests completed', values: function (u, splits) { var d = tickDecimals(splits); return splits.map(function (v) { return xValue(spec.xAxis, v, d); }); } },
         { label: spec.unit === 'bytes' ? 'bytes' : 'ratio', size: 80, values: function (u, splits) { return splits.map(format); } }
       ]
     };
