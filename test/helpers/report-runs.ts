@@ -80,7 +80,8 @@ export interface CompareRunDir {
  */
 export async function makeCompareRunDir(dir: string): Promise<CompareRunDir> {
   mkdirSync(dir, { recursive: true });
-  const withJemalloc = allocatorInstalled('jemalloc');
+  // In CI jemalloc must be there (helpers/child.ts): without it the run fails rather than shrinks.
+  const withJemalloc = allocatorInstalled('jemalloc') || process.env.CI !== undefined;
   const [glibc, jemalloc, arena2] = await Promise.all([
     profileWorkload('glibc', join(dir, 'glibc.ndjson')),
     withJemalloc ? profileWorkload('jemalloc', join(dir, 'jemalloc.ndjson')) : Promise.resolve([] as Snapshot[]),
