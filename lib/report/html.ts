@@ -205,20 +205,26 @@ const PAGE_SCRIPT = `(function () {
     while (n >= 1024 && u < UNITS.length - 1) { n /= 1024; u++; }
     return sign + (u === 0 ? n.toFixed(0) : n.toFixed(1)) + ' ' + UNITS[u];
   }
+  // Byte axes tick at binary steps (1, 2, 4 ... 512 of B, KiB, MiB, GiB, TiB), so labels read "16.0 MiB", not "15.3 MiB".
+  var BYTE_STEPS = [];
+  for (var unit = 1, k = 0; k < UNITS.length; k++, unit *= 1024) for (var m = 1; m < 1024; m *= 2) BYTE_STEPS.push(m * unit);
   function ratio(v) { return v === null || v === undefined ? '-' : v.toFixed(2); }
-  // decimals: enough to tell neighbouring axis ticks apart (from the tick step), or a default for the legend.
-  function xValue(axis, v, decimals) {
+  // step: the distance between axis ticks, so neighbouring ticks read apart ("1.25k", "0.2 s");
+  // none for the legend, which shows the value as it is.
+  function decimalsFor(step) {
+    for (var d = 0; d < 3; d++) { var scaled = step * Math.pow(10, d); if (Math.abs(scaled - Math.round(scaled)) < 1e-6) return d; }
+    return 3;
+  }
+  function xValue(axis, v, step) {
     if (v === null || v === undefined) return '-';
     if (axis === 'seconds') {
-      if (v >= 120) return (v / 60).toFixed(1) + ' min';
-      return v.toFixed(decimals === undefined ? (v < 10 ? 2 : 0) : decimals) + ' s';
+      if (v >= 120) return (v / 60).toFixed(step === undefined ? 1 : Math.max(1, decimalsFor(step / 60))) + ' min';
+      return v.toFixed(step === undefined ? (v < 10 ? 2 : 0) : decimalsFor(step)) + ' s';
     }
-    return v >= 1000 && v % 100 === 0 ? (v / 1000).toFixed(v % 1000 === 0 ? 0 : 1) + 'k' : String(Math.round(v));
+    if (step === undefined || v < 1000) return String(Math.round(v));
+    return (v / 1000).toFixed(decimalsFor(step / 1000)) + 'k';
   }
-  function tickDecimals(splits) {
-    var step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
-    return step >= 1 || step === 0 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
-  }
+  function tickStep(splits) { return splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1; }
   var charts = [];
   window.allocscopeCharts = charts;
   data.charts.forEach(function (spec) {
@@ -243,8 +249,8 @@ const PAGE_SCRIPT = `(function () {
         };
       })),
       axes: [
-        { label: spec.xAxis === 'seconds' ? 'time since the first sample' : 'requests completed', values: function (u, splits) { var d = tickDecimals(splits); return splits.map(function (v) { return xValue(spec.xAxis, v, d); }); } },
-        { label: spec.unit === 'bytes' ? 'bytes' : 'ratio', size: 80, values: function (u, splits) { return splits.map(format); } }
+        { label: spec.xAxis === 'seconds' ? 'time since the first sample' : 'requests completed', values: function (u, splits) { var step = tickStep(splits); return splits.map(function (v) { return xValue(spec.xAxis, v, step); }); } },
+        { label: spec.unit === 'bytes' ? 'bytes' : 'ratio', size: 80, incrs: spec.unit === 'bytes' ? BYTE_STEPS : undefined, values: function (u, splits) { return splits.map(format); } }
       ]
     };
     var plot = new uPlot(opts, [spec.x].concat(spec.series.map(function (s) { return s.values; })), el);
