@@ -252,7 +252,7 @@ function loadCompareRun(dir: string, run: CompareVariantRun, repeated: boolean):
     if (judged.problem !== null) notes.push(judged.problem);
   }
   return {
-    label: repeated ? `${run.label} #${run.repeat + 1}` : run.label,
+    label: repeated ? `${run.label} #${(Number.isInteger(run.repeat) ? run.repeat : 0) + 1}` : run.label,
     allocator: run.allocator ?? null,
     status: run.status,
     error: run.error ?? null,
