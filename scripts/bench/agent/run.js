@@ -7,7 +7,8 @@
 // confidence intervals of the median paired ratio, and instructions per operation (valgrind
 // callgrind, deterministic).
 //   node scripts/bench/agent/run.js [--pairs 30] [--ops 8000000] [--nginx-pairs 12]
-//                                   [--requests 20000] [--skip instructions,nginx,...]
+//                                   [--requests 20000]
+//                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
@@ -165,6 +166,51 @@ function instructions(binary, preload) {
   };
   const big = 1_000_000;
   return (count(big) - count(1000)) / (big - 1000);
+}
+
+/** Instructions per request of nginx's worker (callgrind, every thread of the worker, its
+    agent's included), from the difference of a LOW- and a HIGH-request run under ab -c 8. With the
+    agent, its master and worker are read at 1 Hz of wall time; under valgrind's ~50x slowdown that
+    is ~50x more reads per request than at full speed, so the figure bounds the 1 Hz cost from above. */
+async function nginxInstructions(withAgent, low = 1000, high = 5000) {
+  const count = async (requests) => {
+    const dir = mkdtempSync(join(tmpdir(), 'allocscope-bench-nginx-cg-'));
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    writeFileSync(join(dir, 'nginx.conf'), `daemon off;\nmaster_process on;\nworker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents { worker_connections 256; }\nhttp {\n access_log off;\n client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }\n}\n`);
+    const env = { ...process.env };
+    delete env.LD_PRELOAD;
+    if (withAgent) env.LD_PRELOAD = AGENT;
+    const master = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${dir}/cg.%p`, '/usr/sbin/nginx', '-c', join(dir, 'nginx.conf'), '-p', dir], { env, stdio: 'ignore' });
+    const children = () => {
+      try {
+        return readFileSync(`/proc/${master.pid}/task/${master.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    for (let i = 0; i < 1500 && (!existsSync(join(dir, 'nginx.pid')) || children().length === 0); i++) await sleep(20);
+    await sleep(1000);
+    const worker = children()[0];
+    const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
+    const ab = spawnSync('/usr/bin/ab', ['-q', '-s', '30', '-n', String(requests), '-c', '8', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 600_000 });
+    let reads = 0;
+    for (const p of polls) {
+      await p.stop();
+      reads += p.trips.length;
+    }
+    // The worker first, and wait for it to end: callgrind writes its counts at exit, which under
+    // valgrind takes longer than the 1 s nginx's master grants its workers before a SIGKILL.
+    process.kill(worker, 'SIGTERM');
+    for (let i = 0; i < 1500 && existsSync(`/proc/${worker}`); i++) await sleep(20);
+    master.kill('SIGTERM');
+    await new Promise((r) => master.once('exit', r));
+    const text = readFileSync(join(dir, `cg.${worker}`), 'utf8');
+    const complete = Number(/Complete requests:\s+(\d+)/.exec(ab.stdout)?.[1]);
+    return { ir: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1]), complete, reads };
+  };
+  const a = await count(low);
+  const b = await count(high);
+  return { perRequest: (b.ir - a.ir) / (b.complete - a.complete), reads: a.reads + b.reads, requests: [a.complete, b.complete] };
 }
 
 /** CPU ns the agent's thread spends per snapshot (schedstat over 1,000 kept-open requests). */
@@ -338,12 +384,21 @@ async function main() {
     const plain = instructions(binary, null);
     const thread = instructions(binary, threadOnly);
     const agent = instructions(binary, AGENT);
-    result.instructionsPerOp = { glibc: { plain, thread, agent, agentRatio: agent / plain, threadRatio: thread / plain } };
+    // A host that already has threads of its own: the agent's thread changes nothing in malloc.
+    const threadAgent = instructions(binary, `${threadOnly}:${AGENT}`);
+    result.instructionsPerOp = {
+      glibc: { plain, thread, agent, agentRatio: agent / plain, threadRatio: thread / plain, threadedHost: { plain: thread, agent: threadAgent, agentRatio: threadAgent / thread } },
+    };
     if (existsSync(JEMALLOC)) {
       const je = instructions(binary, JEMALLOC);
       const jeAgent = instructions(binary, `${JEMALLOC}:${AGENT}`);
       result.instructionsPerOp.jemalloc = { plain: je, agent: jeAgent, agentRatio: jeAgent / je };
     }
+  }
+  if (!skip.has('nginx-instructions') && existsSync('/usr/sbin/nginx') && existsSync('/usr/bin/ab')) {
+    const without = await nginxInstructions(false);
+    const withAgent = await nginxInstructions(true);
+    result.nginxInstructionsPerRequest = { without, withAgent, ratio: withAgent.perRequest / without.perRequest };
   }
   if (!skip.has('snapshot-cost')) {
     result.agentNsPerSnapshot = { glibc: await agentNsPerSnapshot(binary, AGENT) };
