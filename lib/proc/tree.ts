@@ -4,14 +4,14 @@
  * The root is read like any target (ProcTarget, detailed: maps, environ, gated smaps_rollup).
  * Every descendant is read at the cost of a plain process monitor (the budget of issue 4:
  * "no more CPU than pidusage", which preads /proc/PID/stat once per pid and sample):
- * - each sample: status and statm, kept open and pread at offset 0 (RSS and its anon/file/shmem
- *   split, swap, thread count, state), and the children file of the process's threads (kept
- *   open for the main thread; the others only when the process has more than one);
- * - PSS, swap and lazily freed bytes from smaps_rollup through the smaps gate (default: at most
- *   once per 10 s per process, longer for large ones), the last reading kept and reused between
- *   reads. smaps_rollup costs ~40 us for even a small process (a page-table walk under the
- *   target's mmap_lock, references/limits.md §4), ten times a statm read: read every sample
- *   for 100 children it alone would cost more than pidusage.
+ * - each sample: statm and the main thread's children file, kept open and pread once at offset
+ *   0 (RSS, anonymous RSS), and an fstat of the task directory (the thread count: other threads'
+ *   children files are read only when there are other threads);
+ * - PSS, swap and lazily freed bytes from smaps_rollup through a smaps gate (default: at most
+ *   once per DESCENDANT_PSS_INTERVAL_MS per process, longer for large ones), the last reading
+ *   kept and reused between reads, and the reads spread over the interval rather than all in
+ *   one sample. smaps_rollup walks every page table under the target's mmap_lock
+ *   (references/limits.md §4): read every sample for 100 children it alone costs ~3x pidusage.
  * Descendants come from /proc/PID/task/TID/children (Linux >= 3.5), so a child forked by any
  * thread is found. The result is the root's Snapshot with the tree's sums in processBytes and
  * each process's figures under raw (tree_rss, tree_pss, tree_pss_age_ms).
@@ -21,12 +21,25 @@ import { performance } from 'node:perf_hooks';
 import { AllocscopeError } from '../errors';
 import { costClassOf, type ProcessBytes, type Snapshot } from '../snapshot';
 import { checkPid, ProcFile, procRootOf, readProcFile, type ProcFileOptions } from './files';
-import { readSmapsRollup, sharedSmapsGate, type SmapsGate } from './smaps-rollup';
+import { readSmapsRollup, SmapsGate, sharedSmapsGate } from './smaps-rollup';
 import { systemPageSize } from './statm';
 import { ProcTarget } from './target';
 
+/**
+ * How often each descendant's PSS is refreshed by default, ms. smaps_rollup costs ~25x a statm
+ * read per process (a page-table walk, ~100 us with Node's parsing for a 2 MiB worker on the
+ * benchmark machine): at the usual 10 s, 100 children would spend ~1 ms/s on PSS alone, about a
+ * third of what pidusage spends on its whole read (scripts/bench/tree, RESULTS.md). RSS stays
+ * fresh every sample; PSS moves with it slowly (it is RSS less the shared pages' shares).
+ */
+export const DESCENDANT_PSS_INTERVAL_MS = 30_000;
+
 export interface ProcTreeOptions extends ProcFileOptions {
-  /** The gate of every smaps_rollup read (root and descendants); default: the shared one. */
+  /**
+   * The gate of every smaps_rollup read, root and descendants. Default: the shared gate for the
+   * root (10 s, like any target) and, for the descendants, a gate of this tree whose interval is
+   * DESCENDANT_PSS_INTERVAL_MS.
+   */
   smapsGate?: SmapsGate;
   /** At most this many descendants are read (default 10,000); the rest are counted in raw.tree. */
   limit?: number;
@@ -96,6 +109,8 @@ interface Member {
   task: number;
   /** The last smaps_rollup reading, bytes, and when it happened (performance.now() ms). */
   smaps: { pss: number | null; swap: number | null; lazyFree: number | null; atMs: number } | null;
+  /** Order of first sight in this tree: spreads the members' PSS reads over the interval. */
+  ordinal: number;
   /** When smaps_rollup may be tried again (performance.now() ms): the gate is only asked then. */
   smapsDueMs: number;
   /** Why PSS is unknown for this process (no permission, no smaps_rollup, over the gate's RSS limit). */
@@ -143,7 +158,7 @@ function openMember(root: string, pid: number): Member {
     throw error;
   }
   const [statm, children, task] = fds;
-  return { statm, children, task, smaps: null, smapsDueMs: 0, smapsProblem: null };
+  return { statm, children, task, ordinal: 0, smaps: null, smapsDueMs: 0, smapsProblem: null };
 }
 
 /** What one read found about one descendant. */
@@ -168,13 +183,18 @@ type SummedKey = (typeof SUMMED)[number];
 export class ProcTree {
   readonly pid: number;
   private readonly options: ProcTreeOptions;
+  /** The root's smaps gate. */
   private readonly gate: SmapsGate;
+  /** The descendants' smaps gate. */
+  private readonly memberGate: SmapsGate;
   private readonly limit: number;
   private readonly procRoot: string;
   private readonly root: ProcTarget;
   /** The root's main-thread children file, kept open. */
   private readonly rootChildren: ProcFile;
   private readonly members = new Map<number, Member>();
+  /** Members opened so far (their ordinals). */
+  private opened = 0;
   /** The root's last smaps_rollup figures (bytes) and when they were read (performance.now() ms). */
   private rootSmaps: { pss: number; lazyFree: number | null; atMs: number } | null = null;
 
@@ -184,6 +204,7 @@ export class ProcTree {
     this.options = { ...options };
     this.procRoot = procRootOf(options);
     this.gate = options.smapsGate ?? sharedSmapsGate;
+    this.memberGate = options.smapsGate ?? new SmapsGate({ minIntervalMs: DESCENDANT_PSS_INTERVAL_MS });
     const { limit = 10_000 } = options;
     if (!Number.isSafeInteger(limit) || limit < 0) {
       throw new AllocscopeError('EINVAL', `the tree's process limit must be a whole number >= 0; got ${String(limit)}.`, { limit });
@@ -260,6 +281,7 @@ export class ProcTree {
     try {
       if (member === undefined) {
         member = openMember(this.procRoot, pid);
+        member.ordinal = this.opened++;
         this.members.set(pid, member);
       }
       // statm: size resident shared text lib data dt, in pages (fs/proc/array.c proc_pid_statm).
@@ -310,17 +332,22 @@ export class ProcTree {
   private refreshSmaps(pid: number, member: Member, rssBytes: number): boolean {
     const now = performance.now();
     if (now < member.smapsDueMs) return false;
-    const retry = this.gate.policy.minIntervalMs;
+    const retry = this.memberGate.policy.minIntervalMs;
     try {
-      const reading = readSmapsRollup(pid, { procRoot: this.options.procRoot, gate: this.gate, rssBytes });
+      const reading = readSmapsRollup(pid, { procRoot: this.options.procRoot, gate: this.memberGate, rssBytes });
       if (reading.slots === null) {
         member.smapsDueMs = now + (reading.decision.retryInMs ?? retry);
         if (member.smaps === null) member.smapsProblem = reading.decision.reason;
         return false;
       }
+      const first = member.smaps === null;
       const kb = (key: string) => (reading.slots?.[`smaps_rollup.${key}`] === undefined ? null : (reading.slots[`smaps_rollup.${key}`] as number) * 1024);
       member.smaps = { pss: kb('Pss'), swap: kb('Swap'), lazyFree: kb('LazyFree'), atMs: now };
-      member.smapsDueMs = now + reading.decision.intervalMs;
+      // The first read of every member happens at once (PSS from the first sample on); after it,
+      // each member's next read is put off by a different fraction of an interval (golden-ratio
+      // steps), so a tree's reads spread over the interval instead of all landing in one sample.
+      const spread = first ? (member.ordinal * 0.618_034) % 1 : 0;
+      member.smapsDueMs = now + reading.decision.intervalMs * (1 + spread);
       member.smapsProblem = null;
       return true;
     } catch (error) {
@@ -338,7 +365,7 @@ export class ProcTree {
   private drop(pid: number, member: Member): void {
     for (const fd of [member.statm, member.children, member.task]) closeSync(fd);
     this.members.delete(pid);
-    this.gate.forget(pid);
+    this.memberGate.forget(pid);
   }
 
   private assemble(root: Snapshot, rootPssAgeMs: number | null, readings: readonly MemberReading[], walk: { smapsReads: number; skipped: number; ns: number }): Snapshot {
@@ -373,7 +400,7 @@ export class ProcTree {
     const problems = [...new Set(unknownPss.map((pid) => this.members.get(pid)?.smapsProblem).filter((p): p is string => typeof p === 'string'))];
     const pssNote =
       unknownPss.length === 0
-        ? `PSS per descendant from smaps_rollup at most once per ${Math.round(this.gate.policy.minIntervalMs / 1000)} s each (the oldest figure is ${Math.round(oldestMs / 1000)} s old)`
+        ? `PSS per descendant from smaps_rollup at most once per ${Math.round(this.memberGate.policy.minIntervalMs / 1000)} s each (the oldest figure is ${Math.round(oldestMs / 1000)} s old)`
         : `PSS unknown for ${unknownPss.length} of ${readings.length} descendants${problems.length > 0 ? `: ${problems.slice(0, 2).join('; ')}` : ''}`;
     const processes = readings.length + 1;
     return {

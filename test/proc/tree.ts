@@ -111,6 +111,25 @@ if (scenarioName() !== undefined) {
     t.equal(Object.keys(second.raw.tree_pss_age_ms).length, EXPECTED_DESCENDANTS + 1, 'the root\'s too');
     t.match(second.levelNote, /at most once per 60 s each \(the oldest figure is 0 s old\)/);
 
+    // After the first read of all, the members' next reads spread over the interval (here
+    // 300 ms), instead of all landing again in one sample.
+    const spread = openProcTree(fixture.pid, { smapsGate: new SmapsGate({ minIntervalMs: 300, maxDutyRatio: 1 }) });
+    t.teardown(() => spread.close());
+    t.equal(spread.read().raw.tree.smapsReads, EXPECTED_DESCENDANTS);
+    const perSample: number[] = [];
+    const until = Date.now() + 700;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 15));
+      perSample.push(spread.read().raw.tree.smapsReads);
+    }
+    t.ok(perSample.filter((n) => n > 0).length >= 3, `reads per sample: ${perSample.join(' ')}`);
+    t.ok(Math.max(...perSample) < EXPECTED_DESCENDANTS, 'never all in one sample');
+
+    // The default: the root at the shared gate's 10 s, the descendants at 30 s.
+    const byDefault = openProcTree(fixture.pid);
+    t.teardown(() => byDefault.close());
+    t.match(byDefault.read().levelNote, /PSS per descendant from smaps_rollup at most once per 30 s each/);
+
     const eager = openProcTree(fixture.pid, { smapsGate: new SmapsGate({ minIntervalMs: 0, maxDutyRatio: 1 }) });
     t.teardown(() => eager.close());
     eager.read();

@@ -11,7 +11,7 @@
 //                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
-const { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
+const { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const root = join(__dirname, '..', '..', '..');
@@ -180,7 +180,12 @@ async function nginxInstructions(withAgent, low = 1000, high = 5000) {
     const env = { ...process.env };
     delete env.LD_PRELOAD;
     if (withAgent) env.LD_PRELOAD = AGENT;
-    const master = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${dir}/cg.%p`, '/usr/sbin/nginx', '-c', join(dir, 'nginx.conf'), '-p', dir], { env, stdio: 'ignore' });
+    // The worker runs as nobody when started by root: its counts go to a directory it may write.
+    const out = join(dir, 'cg');
+    mkdirSync(out);
+    chmodSync(dir, 0o755);
+    chmodSync(out, 0o1777);
+    const master = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}/cg.%p`, '/usr/sbin/nginx', '-c', join(dir, 'nginx.conf'), '-p', dir], { env, stdio: 'ignore' });
     const children = () => {
       try {
         return readFileSync(`/proc/${master.pid}/task/${master.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -192,7 +197,7 @@ async function nginxInstructions(withAgent, low = 1000, high = 5000) {
     await sleep(1000);
     const worker = children()[0];
     const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
-    const ab = spawnSync('/usr/bin/ab', ['-q', '-s', '30', '-n', String(requests), '-c', '8', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: 600_000 });
+    const ab = await abRun(port, requests, 600_000);
     let reads = 0;
     for (const p of polls) {
       await p.stop();
@@ -204,8 +209,8 @@ async function nginxInstructions(withAgent, low = 1000, high = 5000) {
     for (let i = 0; i < 1500 && existsSync(`/proc/${worker}`); i++) await sleep(20);
     master.kill('SIGTERM');
     await new Promise((r) => master.once('exit', r));
-    const text = readFileSync(join(dir, `cg.${worker}`), 'utf8');
-    const complete = Number(/Complete requests:\s+(\d+)/.exec(ab.stdout)?.[1]);
+    const text = readFileSync(join(out, `cg.${worker}`), 'utf8');
+    const complete = Number(/Complete requests:\s+(\d+)/.exec(ab)?.[1]);
     return { ir: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1]), complete, reads };
   };
   const a = await count(low);
@@ -228,6 +233,20 @@ async function agentNsPerSnapshot(binary, preload) {
   return (after - before) / 1000;
 }
 
+/** ab -c 8 for `requests` requests; its output. Asynchronous, so the 1 Hz pollers keep running. */
+function abRun(port, requests, timeoutMs) {
+  return new Promise((resolve) => {
+    const child = spawn('/usr/bin/ab', ['-q', '-s', '30', '-n', String(requests), '-c', '8', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
+}
+
 async function nginxRun(withAgent) {
   const dir = mkdtempSync(join(tmpdir(), 'allocscope-bench-nginx-'));
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -242,16 +261,7 @@ async function nginxRun(withAgent) {
   const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
   const cpuBefore = cpuNs(master.pid) + cpuNs(worker);
   // A fixed number of requests (not a fixed time): CPU per request compares the same work.
-  const ab = await new Promise((resolve) => {
-    const child = spawn('/usr/bin/ab', ['-q', '-s', '10', '-n', String(REQUESTS), '-c', '8', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let text = '';
-    child.stdout.on('data', (d) => (text += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', () => {
-      clearTimeout(timer);
-      resolve(text);
-    });
-  });
+  const ab = await abRun(port, REQUESTS, 120_000);
   const cpu = cpuNs(master.pid) + cpuNs(worker) - cpuBefore;
   let reads = 0;
   for (const p of polls) {

@@ -2,10 +2,11 @@
 // `profile-pid --children` on a tree of 100 processes (issue 4 "Benchmarks"): CPU time of
 // allocscope's per-sample tree read (ProcTree.read(), what --children does each tick) against
 // reading the same processes' figures with pidusage (its Linux path preads /proc/PID/stat, fds
-// kept open), in one run: windows of each alternate, at 1 Hz and at a faster rate (more samples,
-// so per-sample CPU is measurable). CPU is process.cpuUsage() (every thread of this process:
-// pidusage's reads run on libuv's thread pool), per sample and per second of wall.
-//   node scripts/bench/tree/run.js [--processes 100] [--seconds 10] [--rounds 3] [--fast-hz 20]
+// kept open), in one run: both read at every tick, at 1 Hz and at a faster rate (more samples).
+// CPU is process.cpuUsage() (every thread of this process: pidusage's reads run on libuv's
+// thread pool), per sample and per second of wall.
+//   node scripts/bench/tree/run.js [--processes 100] [--seconds 120] [--fast-hz 20]
+//                                  [--fast-seconds 60] [--eager-seconds 20]
 'use strict';
 const { spawn } = require('node:child_process');
 const { existsSync } = require('node:fs');
@@ -13,7 +14,7 @@ const { loadavg } = require('node:os');
 const { join } = require('node:path');
 const root = join(__dirname, '..', '..', '..');
 const pidusage = require('pidusage');
-const { descendants, openProcTree } = require(join(root, 'dist', 'proc', 'tree.js'));
+const { descendants, openProcTree, DESCENDANT_PSS_INTERVAL_MS } = require(join(root, 'dist', 'proc', 'tree.js'));
 const { SmapsGate } = require(join(root, 'dist', 'proc', 'smaps-rollup.js'));
 
 const args = process.argv.slice(2);
@@ -22,9 +23,10 @@ const flag = (name, fallback) => {
   return at >= 0 ? Number(args[at + 1]) : fallback;
 };
 const PROCESSES = flag('processes', 100);
-const SECONDS = flag('seconds', 10);
-const ROUNDS = flag('rounds', 3);
+const SECONDS = flag('seconds', 120);
 const FAST_HZ = flag('fast-hz', 20);
+const FAST_SECONDS = flag('fast-seconds', 60);
+const EAGER_SECONDS = flag('eager-seconds', 20);
 const WORKLOAD = join(root, 'build', 'Release', 'heap_workload');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -59,21 +61,44 @@ function stopTree(shell) {
   shell.kill('SIGKILL');
 }
 
-/** Samples with `read` at `hz` for SECONDS: CPU µs per sample, and CPU µs per second of wall. */
-async function window(read, hz) {
-  const perSample = [];
+/**
+ * Ticks at `hz` for `seconds`; at each tick every arm reads once, back to back, the order
+ * rotated each tick, each read timed by process.cpuUsage() around it (pidusage's thread-pool
+ * work included: it is awaited). Interleaving per tick, not in windows, keeps both arms under the
+ * same machine load and lets the tree's PSS schedule run in real time (in alternating windows,
+ * reads due while the other arm runs would pile up). CPU per second of wall: an arm's total CPU
+ * over the phase's wall time.
+ */
+async function phase(arms, hz, seconds) {
+  const names = Object.keys(arms);
+  const perSample = Object.fromEntries(names.map((n) => [n, []]));
+  const extra = Object.fromEntries(names.map((n) => [n, 0]));
   const period = 1000 / hz;
-  const wallStart = performance.now();
-  const cpuStart = process.cpuUsage();
-  for (let tick = 0; tick < SECONDS * hz; tick++) {
-    const before = process.cpuUsage();
-    await read();
-    perSample.push(cpuMicros(before));
-    const next = wallStart + (tick + 1) * period;
-    await sleep(Math.max(0, next - performance.now()));
+  const start = performance.now();
+  const ticks = Math.round(seconds * hz);
+  for (let tick = 0; tick < ticks; tick++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(tick + k) % names.length];
+      const before = process.cpuUsage();
+      const value = await arms[name]();
+      perSample[name].push(cpuMicros(before));
+      extra[name] += value?.raw?.tree?.smapsReads ?? 0;
+    }
+    await sleep(Math.max(0, start + (tick + 1) * period - performance.now()));
   }
-  const wallSeconds = (performance.now() - wallStart) / 1000;
-  return { perSample, cpuPerWallSecond: cpuMicros(cpuStart) / wallSeconds };
+  const wallSeconds = (performance.now() - start) / 1000;
+  const summary = {};
+  for (const name of names) {
+    const total = perSample[name].reduce((a, b) => a + b, 0);
+    summary[name] = {
+      samples: perSample[name].length,
+      medianCpuMicrosPerSample: median(perSample[name]),
+      p90CpuMicrosPerSample: [...perSample[name]].sort((a, b) => a - b)[Math.floor(0.9 * perSample[name].length)],
+      cpuMicrosPerWallSecond: total / wallSeconds,
+      ...(extra[name] > 0 ? { smapsReads: extra[name] } : {}),
+    };
+  }
+  return summary;
 }
 
 async function main() {
@@ -86,18 +111,16 @@ async function main() {
   process.on('SIGTERM', stop);
   try {
     const pids = [shell.pid, ...descendants(shell.pid)];
-    // The reader profile-pid --children polls (the shared smaps gate: PSS at most once per 10 s).
+    // The reader profile-pid --children polls, with its defaults.
     const tree = openProcTree(shell.pid);
-    // The same with PSS read every sample (a gate without interval): what the gate saves.
-    const eager = openProcTree(shell.pid, { smapsGate: new SmapsGate({ minIntervalMs: 0, maxDutyRatio: 1 }) });
     const arms = {
       allocscope: async () => tree.read(),
       pidusage: () => pidusage(pids),
-      allocscopePssEverySample: async () => eager.read(),
     };
-    // Warm up every arm (first opens, pidusage's clock-tick lookup, JIT).
-    for (let i = 0; i < 3; i++) for (const read of Object.values(arms)) await read();
+    // Warm up (first opens, pidusage's clock-tick lookup, JIT); the tree's first read reads
+    // every PSS, as profile-pid's first sample does.
     const first = tree.read();
+    for (let i = 0; i < 3; i++) for (const read of Object.values(arms)) await read();
 
     const result = {
       date: new Date().toISOString(),
@@ -106,35 +129,22 @@ async function main() {
       children: existsSync(WORKLOAD) ? 'heap_workload steady 100 1000 0' : 'sleep',
       treePss: first.processBytes.pss,
       treeRss: first.processBytes.rss,
-      seconds: SECONDS,
-      rounds: ROUNDS,
-      rates: {},
+      pssIntervalMs: DESCENDANT_PSS_INTERVAL_MS,
+      phases: {},
     };
-    for (const hz of [1, FAST_HZ]) {
-      const names = hz === 1 ? ['allocscope', 'pidusage', 'allocscopePssEverySample'] : ['allocscope', 'pidusage'];
-      const runs = Object.fromEntries(names.map((n) => [n, []]));
-      for (let round = 0; round < ROUNDS; round++) {
-        for (let k = 0; k < names.length; k++) {
-          const name = names[(round + k) % names.length]; // rotate the order each round
-          runs[name].push(await window(arms[name], hz));
-        }
-      }
-      const summary = {};
-      for (const name of names) {
-        summary[name] = {
-          medianCpuMicrosPerSample: median(runs[name].flatMap((w) => w.perSample)),
-          cpuMicrosPerWallSecond: median(runs[name].map((w) => w.cpuPerWallSecond)),
-          windows: runs[name].map((w) => Math.round(w.cpuPerWallSecond)),
-        };
-      }
+    result.phases['1Hz'] = await phase(arms, 1, SECONDS);
+    result.phases[`${FAST_HZ}Hz`] = await phase(arms, FAST_HZ, FAST_SECONDS);
+    for (const summary of Object.values(result.phases)) {
       summary.ratioPerSample = summary.allocscope.medianCpuMicrosPerSample / summary.pidusage.medianCpuMicrosPerSample;
-      // Per round: the two windows ran back to back, so a drift of the machine cancels out.
-      summary.ratioPerWallSecond = median(runs.allocscope.map((w, i) => w.cpuPerWallSecond / runs.pidusage[i].cpuPerWallSecond));
-      result.rates[`${hz}Hz`] = summary;
+      summary.ratioPerWallSecond = summary.allocscope.cpuMicrosPerWallSecond / summary.pidusage.cpuMicrosPerWallSecond;
     }
+    // What the PSS cadence saves: the same tree with smaps_rollup read for every process at every
+    // sample (a gate without interval), against pidusage, 1 Hz.
+    const eager = openProcTree(shell.pid, { smapsGate: new SmapsGate({ minIntervalMs: 0, maxDutyRatio: 1 }) });
+    result.phases.pssEverySample1Hz = await phase({ allocscopePssEverySample: async () => eager.read(), pidusage: () => pidusage(pids) }, 1, EAGER_SECONDS);
+    eager.close();
     result.loadavgAfter = loadavg();
     tree.close();
-    eager.close();
     pidusage.clear();
     console.log(JSON.stringify(result, null, 2));
   } finally {
