@@ -1,8 +1,11 @@
 import t, { type Test } from 'tap';
 import Ajv2020 from 'ajv/dist/2020';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import schema from '../../schema/snapshot.v1.json';
 import { SmapsGate } from '../../lib/proc/smaps-rollup';
+import { systemPageSize } from '../../lib/proc/statm';
 import { descendants, openProcTree, readProcTree } from '../../lib/proc/tree';
 import { runScenario, scenarioName } from '../helpers/child';
 import { NOBODY, reapedPid, startTarget, withoutCapabilities, type Target } from '../helpers/proc-child';
@@ -190,6 +193,36 @@ if (scenarioName() !== undefined) {
     for (const pid of descendants(fixture.pid)) process.kill(pid, 'SIGKILL');
     await fixture.stop();
     t.throws(() => tree.read(), { code: 'ESRCH' });
+  });
+
+  t.test('fixtures under procRoot: children that exit between listing and reading, one without smaps_rollup', async (t) => {
+    // The races a real tree rarely shows on cue: a listed child whose directory is gone (exited
+    // and reaped), one whose statm reads empty, one on a kernel without smaps_rollup.
+    const root = mkdtempSync(join(tmpdir(), 'allocscope-tree-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    const proc = (pid: number, files: Record<string, string>, children = '') => {
+      mkdirSync(join(root, String(pid), 'task', String(pid)), { recursive: true });
+      writeFileSync(join(root, String(pid), 'task', String(pid), 'children'), children);
+      for (const [name, text] of Object.entries(files)) writeFileSync(join(root, String(pid), name), text);
+    };
+    const status = (pid: number) => `Name:\tfake\nState:\tS (sleeping)\nTgid:\t${pid}\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t1\nVmRSS:\t400 kB\n`;
+    const rollup = 'Rss: 400 kB\nPss: 200 kB\nSwap: 0 kB\nLazyFree: 0 kB\n';
+    proc(100, { status: status(100), statm: '1000 100 60 1 0 20 0\n', maps: '', environ: '', smaps_rollup: rollup }, '200 201 202 203 ');
+    proc(201, { statm: '' });
+    proc(202, { statm: '1000 100 60 1 0 20 0\n' });
+    proc(203, { statm: '1000 100 60 1 0 20 0\n', smaps_rollup: rollup });
+    const tree = openProcTree(100, { procRoot: root, smapsGate: new SmapsGate() });
+    t.teardown(() => tree.close());
+    const s = tree.read();
+    t.equal(s.raw.tree.processes, 3, 'the root, 202 and 203: 200 and 201 have exited');
+    t.same(Object.keys(s.raw.tree_pss).sort(), ['100', '203']);
+    t.equal(tree.openMembers, 2);
+    t.equal(s.processBytes.rss, 3 * 100 * systemPageSize());
+    t.equal(s.processBytes.rssAnon, 3 * 40 * systemPageSize(), 'statm resident - shared, per process');
+    t.match(s.levelNote, /PSS unknown for 1 of 2 descendants: .*smaps_rollup does not exist on this kernel/);
+    t.throws(() => openProcTree(201, { procRoot: root }), 'a root without status cannot be opened');
+    rmSync(join(root, '100', 'task', '100', 'children'));
+    t.throws(() => openProcTree(100, { procRoot: root }), { code: 'EUNSUPPORTED' }, 'nor one without a children file (Linux < 3.5)');
   });
 
   t.test('without CAP_SYS_PTRACE the descendants keep their PSS to themselves; the note says so', { skip: asRoot ? false : 'needs root (a child as nobody, capabilities dropped)' }, async (t) => {
