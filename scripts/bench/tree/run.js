@@ -62,6 +62,28 @@ function stopTree(shell) {
 }
 
 /**
+ * 95% bootstrap confidence interval of sum(a) / sum(b), a[i] and b[i] taken at the same tick
+ * (ticks resampled with replacement): the ratio of CPU per second of wall of the two arms.
+ */
+function bootstrapRatioOfSums(a, b, resamples = 5000) {
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const ratios = [];
+  for (let r = 0; r < resamples; r++) {
+    let sa = 0;
+    let sb = 0;
+    for (let i = 0; i < a.length; i++) {
+      const j = Math.floor(random() * a.length);
+      sa += a[j];
+      sb += b[j];
+    }
+    ratios.push(sa / sb);
+  }
+  ratios.sort((x, y) => x - y);
+  return { low: ratios[Math.floor(0.025 * resamples)], high: ratios[Math.floor(0.975 * resamples)] };
+}
+
+/**
  * Ticks at `hz` for `seconds`; at each tick every arm reads once, back to back, the order
  * rotated each tick, each read timed by process.cpuUsage() around it (pidusage's thread-pool
  * work included: it is awaited). Interleaving per tick, not in windows, keeps both arms under the
@@ -87,7 +109,8 @@ async function phase(arms, hz, seconds) {
     await sleep(Math.max(0, start + (tick + 1) * period - performance.now()));
   }
   const wallSeconds = (performance.now() - start) / 1000;
-  const summary = {};
+  const summary = { ticks };
+  if (names.length === 2) summary.ratioCi95 = bootstrapRatioOfSums(perSample[names[0]], perSample[names[1]]);
   for (const name of names) {
     const total = perSample[name].reduce((a, b) => a + b, 0);
     summary[name] = {
