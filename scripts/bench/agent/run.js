@@ -94,6 +94,13 @@ function cpuNs(pid) {
   return total;
 }
 
+/** utime and stime of a process in clock ticks (/proc/PID/stat fields 14 and 15). */
+function userSystemTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
 /** One run of the malloc loop over a fixed number of operations. `preload`: null, or a library;
     `poll`: read the agent at 1 Hz (the first read as soon as its socket exists). */
 function runLoop(binary, preload, poll, ops = OPS) {
@@ -260,9 +267,13 @@ async function nginxRun(withAgent) {
   const worker = Number(readFileSync(`/proc/${master.pid}/task/${master.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
   const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
   const cpuBefore = cpuNs(master.pid) + cpuNs(worker);
+  const ticksBefore = [userSystemTicks(master.pid), userSystemTicks(worker)];
   // A fixed number of requests (not a fixed time): CPU per request compares the same work.
   const ab = await abRun(port, REQUESTS, 120_000);
   const cpu = cpuNs(master.pid) + cpuNs(worker) - cpuBefore;
+  const ticksAfter = [userSystemTicks(master.pid), userSystemTicks(worker)];
+  const user = ticksAfter[0].user + ticksAfter[1].user - ticksBefore[0].user - ticksBefore[1].user;
+  const system = ticksAfter[0].system + ticksAfter[1].system - ticksBefore[0].system - ticksBefore[1].system;
   let reads = 0;
   for (const p of polls) {
     await p.stop();
@@ -273,7 +284,7 @@ async function nginxRun(withAgent) {
   const rps = Number(/Requests per second:\s+([\d.]+)/.exec(ab)?.[1]);
   const failed = Number(/Failed requests:\s+(\d+)/.exec(ab)?.[1]);
   const complete = Number(/Complete requests:\s+(\d+)/.exec(ab)?.[1]);
-  return { rps, failed, cpuNsPerRequest: cpu / complete, reads };
+  return { rps, failed, cpuNsPerRequest: cpu / complete, reads, userShare: user / (user + system) };
 }
 
 async function nginxBench() {
@@ -297,6 +308,8 @@ async function nginxBench() {
     failed,
     agentReads: reads,
     cpuNsPerRequest: { without: median(without.map((r) => r.cpuNsPerRequest)), withAgent: median(withAgent.map((r) => r.cpuNsPerRequest)) },
+    // The share of that CPU spent in user space (the part valgrind's instruction counts see).
+    userShare: { without: median(without.map((r) => r.userShare)), withAgent: median(withAgent.map((r) => r.userShare)) },
     cpuPerRequestRatio: bootstrapMedian(withAgent.map((r, i) => r.cpuNsPerRequest / without[i].cpuNsPerRequest)),
     rps: { without: median(without.map((r) => r.rps)), withAgent: median(withAgent.map((r) => r.rps)) },
     throughputRatio: bootstrapMedian(withAgent.map((r, i) => r.rps / without[i].rps)),
