@@ -27,10 +27,10 @@ import { ProcTarget } from './target';
 
 /**
  * How often each descendant's PSS is refreshed by default, ms. smaps_rollup costs ~25x a statm
- * read per process (a page-table walk, ~100 us with Node's parsing for a 2 MiB worker on the
- * benchmark machine): at the usual 10 s, 100 children would spend ~1 ms/s on PSS alone, about a
- * third of what pidusage spends on its whole read (scripts/bench/tree, RESULTS.md). RSS stays
- * fresh every sample; PSS moves with it slowly (it is RSS less the shared pages' shares).
+ * read per process (a page-table walk: ~80 us with its parsing for a 1.6 MiB worker on the
+ * benchmark machine): at the usual 10 s, 100 children would spend ~0.8 ms/s on PSS alone, a third
+ * of everything else the tree's reading costs per second; at 30 s, ~0.27 ms/s (scripts/bench/tree,
+ * RESULTS.md). RSS stays fresh every sample; PSS moves with it (RSS less the shared pages' shares).
  */
 export const DESCENDANT_PSS_INTERVAL_MS = 30_000;
 
@@ -122,8 +122,9 @@ let scratch = Buffer.allocUnsafe(16 * 1024);
 
 /**
  * The whole text of an open /proc file: one pread at offset 0, more only when the buffer filled
- * (a seq_file read fills the caller's buffer unless the text has ended, fs/seq_file.c; a second
- * pread "to see EOF" would make the kernel generate the text again). Gone processes read as ESRCH.
+ * (a seq_file read fills the caller's buffer unless the text has ended, fs/seq_file.c, so a short
+ * read is the end: a second pread only to see EOF would be one more syscall per file and sample,
+ * which is what pidusage saves too). Gone processes read as ESRCH.
  */
 function preadText(fd: number, pid: number): string {
   let length = 0;
