@@ -177,8 +177,8 @@ const SUMMED = ['rss', 'rssAnon', 'rssFile', 'rssShmem', 'swap', 'pss', 'lazyFre
 type SummedKey = (typeof SUMMED)[number];
 
 /**
- * A process tree polled through /proc: the root's files and every descendant's status, statm and
- * children file stay open between reads, bound to the processes they were opened for (a reused
+ * A process tree polled through /proc: the root's files and every descendant's statm, children
+ * file and task directory stay open between reads, bound to the processes they were opened for (a reused
  * pid reads as a new member, never as the old one). close() when done.
  */
 export class ProcTree {
@@ -294,9 +294,11 @@ export class ProcTree {
       const threadCount = fstatSync(member.task).nlink - 2;
       const threads = threadCount > 1 ? threadsOf(this.procRoot, pid) : [String(pid)];
       const page = systemPageSize();
-      // size 0: a zombie (or a kernel thread), no memory to walk.
-      const smapsRead = size > 0 && resident > 0 && this.refreshSmaps(pid, member, resident * page);
-      const smaps = member.smaps;
+      // size 0: a zombie (exited, not yet reaped: prefork servers recycling children show them
+      // briefly), which has no memory left: its PSS is 0, known, and keeps the tree's sum known.
+      const zombie = size === 0;
+      const smapsRead = !zombie && resident > 0 && this.refreshSmaps(pid, member, resident * page);
+      const smaps = zombie ? { pss: 0, swap: 0, lazyFree: 0, atMs: performance.now() } : member.smaps;
       return {
         smapsRead,
         value: {
