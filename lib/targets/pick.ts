@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { AllocscopeError } from '../errors';
 import { openProcTarget } from '../proc/target';
-import { readProcTree } from '../proc/tree';
+import { openProcTree } from '../proc/tree';
 import type { InsightLevel, Snapshot } from '../snapshot';
 import { agentSocketExists, readAgentSnapshot, type AgentOptions } from './agent';
 
@@ -56,12 +56,14 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
   if (!existsSync(`/proc/${pid}`) || !processAlive(pid)) throw gone(pid);
   let agentProblem: string | null = null;
   if (options.children === true) {
-    const first = readProcTree(pid);
+    // Kept open between samples: each descendant's status, statm and children file (see ProcTree).
+    const tree = openProcTree(pid);
+    const first = tree.read();
     return {
       pid,
       level: first.level,
       note: first.levelNote,
-      read: guarded(pid, () => readProcTree(pid)),
+      read: guarded(pid, () => tree.read()),
     };
   }
   if (agentSocketExists(pid, options)) {

@@ -77,11 +77,20 @@ t.test('exit codes: no such pid 3, bad flag 2; a procfs-level run says why it is
 t.test('--children: a real nginx master and its workers, read as one tree', { skip: nginxSkip() }, async (t) => {
   const server = await startNginx({ ...process.env, LD_PRELOAD: '' }, 2);
   t.teardown(() => server.stop());
-  const result = await profilePid({ pid: server.master, intervalMs: 50, durationMs: null, samples: 2, out: null, json: true, children: true, quiet: true }, io);
+  const result = await profilePid({ pid: server.master, intervalMs: 50, durationMs: null, samples: 3, out: null, json: true, children: true, quiet: true }, io);
   t.equal(result.last?.raw.tree.processes, 3, 'master and two workers');
   t.equal(Object.keys(result.last?.raw.tree_rss ?? {}).length, 3);
   const sum = Object.values(result.last?.raw.tree_rss ?? {}).reduce((a, b) => a + b, 0);
   t.equal(result.last?.processBytes.rss, sum, 'RSS is the sum over the tree');
+  // PSS per process in every sample, though smaps_rollup is read at most once per 10 s each:
+  // the last sample reuses the figures of the first read (and says how old they are).
+  t.same(Object.keys(result.last?.raw.tree_pss ?? {}).sort(), Object.keys(result.last?.raw.tree_rss ?? {}).sort(), 'PSS for every process');
+  const pss = Object.values(result.last?.raw.tree_pss ?? {}).reduce((a, b) => a + b, 0);
+  t.equal(result.last?.processBytes.pss, pss, 'PSS is the sum over the tree');
+  t.ok(pss < sum, 'shared pages counted once in PSS');
+  t.equal(result.last?.raw.tree.smapsReads, 0, 'no smaps_rollup read within the gate\'s interval');
+  t.ok(Object.values(result.last?.raw.tree_pss_age_ms ?? {}).every((age) => age >= 50), 'the reused figures say their age');
+  t.match(result.levelNote, /a tree of 3 processes/);
 });
 
 t.test('allocscope run: the command runs under the chosen allocator with the agent; signals pass through', { skip: skipUnlessInstalled('jemalloc') }, async (t) => {

@@ -1,11 +1,17 @@
 #!/usr/bin/env node
-// Agent overhead, A/B in one run (issue 4 "Benchmarks"): each pair of runs is the same workload
-// without and with liballocscope_agent.so (sampled at 1 Hz through its socket), alternated so
-// the noise of this shared machine falls on both sides; medians and ratios are reported.
-//   node scripts/bench/agent/run.js [--rounds 5] [--seconds 3]
+// Agent overhead, A/B in one run (issue 4 "Benchmarks"): the same workload without and with
+// liballocscope_agent.so (read at 1 Hz through its socket), interleaved so the noise of this
+// shared machine falls on both sides. Wall-clock throughput varies 6-15% from run to run here,
+// so beside it the script measures what does not: CPU time per operation (every thread of the
+// process, ns) over many interleaved runs of a fixed amount of work, with bootstrap 95%
+// confidence intervals of the median paired ratio, and instructions per operation (valgrind
+// callgrind, deterministic).
+//   node scripts/bench/agent/run.js [--pairs 30] [--ops 8000000] [--nginx-pairs 12]
+//                                   [--requests 20000]
+//                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
-const { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
+const { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const root = join(__dirname, '..', '..', '..');
@@ -16,28 +22,45 @@ const flag = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   return at >= 0 ? Number(args[at + 1]) : fallback;
 };
-const ROUNDS = flag('rounds', 5);
-const SECONDS = flag('seconds', 3);
+const skip = new Set(args.includes('--skip') ? args[args.indexOf('--skip') + 1].split(',') : []);
+const PAIRS = flag('pairs', 30);
+const OPS = flag('ops', 8_000_000);
+const NGINX_PAIRS = flag('nginx-pairs', 12);
+const REQUESTS = flag('requests', 20_000);
 const AGENT = agentLibraryPath();
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 function build() {
   const dir = mkdtempSync(join(tmpdir(), 'allocscope-bench-agent-'));
   const binary = join(dir, 'malloc_loop');
+  const threadOnly = join(dir, 'thread_only.so');
   execFileSync('gcc', ['-O2', '-o', binary, join(__dirname, 'malloc_loop.c')]);
-  return binary;
+  execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-o', threadOnly, join(__dirname, 'thread_only.c'), '-lpthread']);
+  return { binary, threadOnly };
 }
 
-/** Polls the agent of `pid` once a second until `stop()`; returns the round trips in µs. */
-function poller(pid) {
+/** Polls the agent of `pid` every `periodMs` (the first read `firstMs` after its socket appears)
+    until `stop()`; returns the round trips in µs. */
+function poller(pid, periodMs = 1000, firstMs = periodMs) {
   const trips = [];
   let running = true;
   const done = (async () => {
+    let wait = firstMs;
     while (running) {
-      if (agentSocketExists(pid)) {
+      if (!agentSocketExists(pid)) {
+        await sleep(5);
+        continue;
+      }
+      await sleep(wait);
+      wait = periodMs;
+      if (running && agentSocketExists(pid)) {
         const start = process.hrtime.bigint();
         try {
           await readAgentSnapshot(pid);
@@ -46,49 +69,189 @@ function poller(pid) {
           /* the workload may end between the check and the read */
         }
       }
-      await sleep(1000);
     }
   })();
   return { trips, stop: async () => { running = false; await done; } };
 }
 
-function runLoop(binary, withAgent) {
+/** Sum of on-CPU ns of every thread of `pid` (/proc/PID/task/TID/schedstat, first field): ns
+    resolution, unlike the 10 ms ticks of stat. Threads that vanish meanwhile are skipped. */
+function cpuNs(pid) {
+  let total = 0;
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return total;
+  }
+  for (const tid of tasks) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return total;
+}
+
+/** utime and stime of a process in clock ticks (/proc/PID/stat fields 14 and 15). */
+function userSystemTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
+/** One run of the malloc loop over a fixed number of operations. `preload`: null, or a library;
+    `poll`: read the agent at 1 Hz (the first read as soon as its socket exists). */
+function runLoop(binary, preload, poll, ops = OPS) {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env.LD_PRELOAD;
-    if (withAgent) env.LD_PRELOAD = AGENT;
-    const child = spawn(binary, [String(SECONDS)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-    const poll = withAgent ? poller(child.pid) : null;
+    if (preload !== null) env.LD_PRELOAD = preload;
+    const child = spawn(binary, ['0', String(ops)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const polling = poll ? poller(child.pid, 1000, 10) : null;
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
     child.on('close', async () => {
-      if (poll) await poll.stop();
-      resolve(Number(out.trim()) / SECONDS);
+      if (polling) await polling.stop();
+      const [done, cpu, wall] = out.trim().split(' ').map(Number);
+      resolve({ cpuNsPerOp: cpu / done, opsPerSecond: done / (wall / 1e9), reads: polling ? polling.trips.length : 0 });
     });
   });
 }
 
-async function mallocBench(binary) {
-  const without = [];
-  const withAgent = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    // Alternate the order each round so neither side always runs first.
-    if (round % 2 === 0) {
-      without.push(await runLoop(binary, false));
-      withAgent.push(await runLoop(binary, true));
-    } else {
-      withAgent.push(await runLoop(binary, true));
-      without.push(await runLoop(binary, false));
-    }
+/** Median and bootstrap 95% confidence interval of the median of `xs` (pairs resampled). */
+function bootstrapMedian(xs, resamples = 10_000) {
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const medians = [];
+  for (let r = 0; r < resamples; r++) {
+    const sample = xs.map(() => xs[Math.floor(random() * xs.length)]);
+    medians.push(median(sample));
   }
-  return { without, withAgent, ratio: pairedRatio(withAgent, without) };
+  medians.sort((a, b) => a - b);
+  return { median: median(xs), low: medians[Math.floor(0.025 * resamples)], high: medians[Math.floor(0.975 * resamples)], n: xs.length };
 }
 
-/** Median of per-round ratios: each round's pair ran back to back, so a drift of the machine's
-    speed over the run (which the separate medians would mistake for overhead) cancels out. */
-function pairedRatio(withAgent, without) {
-  return median(withAgent.map((w, i) => w / without[i]));
+/** PAIRS interleaved triples (plain, a preload that only starts one idle thread, the agent read at
+    1 Hz), the order rotated each round; paired ratios against plain with bootstrap CIs. */
+async function mallocBench(binary, threadOnly) {
+  const arms = { plain: [null, false], thread: [threadOnly, false], agent: [AGENT, true] };
+  const names = Object.keys(arms);
+  const runs = { plain: [], thread: [], agent: [] };
+  let reads = 0;
+  for (let round = 0; round < PAIRS; round++) {
+    for (let k = 0; k < names.length; k++) {
+      const name = names[(round + k) % names.length];
+      const r = await runLoop(binary, ...arms[name]);
+      runs[name].push(r);
+      reads += r.reads;
+    }
+  }
+  const ratio = (arm, key) => bootstrapMedian(runs[arm].map((r, i) => r[key] / runs.plain[i][key]));
+  return {
+    ops: OPS,
+    pairs: PAIRS,
+    agentReads: reads,
+    cpuNsPerOp: { plain: median(runs.plain.map((r) => r.cpuNsPerOp)), thread: median(runs.thread.map((r) => r.cpuNsPerOp)), agent: median(runs.agent.map((r) => r.cpuNsPerOp)) },
+    cpuPerOpRatio: { thread: ratio('thread', 'cpuNsPerOp'), agent: ratio('agent', 'cpuNsPerOp') },
+    throughputRatio: { thread: ratio('thread', 'opsPerSecond'), agent: ratio('agent', 'opsPerSecond') },
+  };
+}
+
+/** Instructions (valgrind callgrind: every thread, deterministic) per malloc-loop operation,
+    from the difference of a 1,000,000-op run and a 1,000-op run (start-up cancels out). */
+function instructions(binary, preload) {
+  const count = (ops) => {
+    const env = { ...process.env };
+    delete env.LD_PRELOAD;
+    if (preload !== null) env.LD_PRELOAD = preload;
+    const out = join(mkdtempSync(join(tmpdir(), 'allocscope-bench-cg-')), 'cg.out');
+    const run = spawnSync('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, binary, '0', String(ops)], { env, encoding: 'utf8', timeout: 300_000 });
+    return Number(/Collected : (\d+)/.exec(run.stderr)?.[1]);
+  };
+  const big = 1_000_000;
+  return (count(big) - count(1000)) / (big - 1000);
+}
+
+/** Instructions per request of nginx's worker (callgrind, every thread of the worker, its
+    agent's included), from the difference of a LOW- and a HIGH-request run under ab -c 8. With the
+    agent, its master and worker are read at 1 Hz of wall time; under valgrind's ~50x slowdown that
+    is ~50x more reads per request than at full speed, so the figure bounds the 1 Hz cost from above. */
+async function nginxInstructions(withAgent, low = 1000, high = 5000) {
+  const count = async (requests) => {
+    const dir = mkdtempSync(join(tmpdir(), 'allocscope-bench-nginx-cg-'));
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    writeFileSync(join(dir, 'nginx.conf'), `daemon off;\nmaster_process on;\nworker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents { worker_connections 256; }\nhttp {\n access_log off;\n client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;\n server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }\n}\n`);
+    const env = { ...process.env };
+    delete env.LD_PRELOAD;
+    if (withAgent) env.LD_PRELOAD = AGENT;
+    // The worker runs as nobody when started by root: its counts go to a directory it may write.
+    const out = join(dir, 'cg');
+    mkdirSync(out);
+    chmodSync(dir, 0o755);
+    chmodSync(out, 0o1777);
+    const master = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}/cg.%p`, '/usr/sbin/nginx', '-c', join(dir, 'nginx.conf'), '-p', dir], { env, stdio: 'ignore' });
+    const children = () => {
+      try {
+        return readFileSync(`/proc/${master.pid}/task/${master.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    for (let i = 0; i < 1500 && (!existsSync(join(dir, 'nginx.pid')) || children().length === 0); i++) await sleep(20);
+    await sleep(1000);
+    const worker = children()[0];
+    const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
+    const ab = await abRun(port, requests, 600_000);
+    let reads = 0;
+    for (const p of polls) {
+      await p.stop();
+      reads += p.trips.length;
+    }
+    // The worker first, and wait for it to end: callgrind writes its counts at exit, which under
+    // valgrind takes longer than the 1 s nginx's master grants its workers before a SIGKILL.
+    process.kill(worker, 'SIGTERM');
+    for (let i = 0; i < 1500 && existsSync(`/proc/${worker}`); i++) await sleep(20);
+    master.kill('SIGTERM');
+    await new Promise((r) => master.once('exit', r));
+    const text = readFileSync(join(out, `cg.${worker}`), 'utf8');
+    const complete = Number(/Complete requests:\s+(\d+)/.exec(ab)?.[1]);
+    return { ir: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? /^totals: (\d+)/m.exec(text)?.[1]), complete, reads };
+  };
+  const a = await count(low);
+  const b = await count(high);
+  return { perRequest: (b.ir - a.ir) / (b.complete - a.complete), reads: a.reads + b.reads, requests: [a.complete, b.complete] };
+}
+
+/** CPU ns the agent's thread spends per snapshot (schedstat over 1,000 kept-open requests). */
+async function agentNsPerSnapshot(binary, preload) {
+  const child = spawn(binary, ['60'], { env: { ...process.env, LD_PRELOAD: preload }, stdio: 'ignore' });
+  for (let i = 0; i < 100 && !agentSocketExists(child.pid); i++) await sleep(20);
+  await sleep(200);
+  const tid = readdirSync(`/proc/${child.pid}/task`).find((t) => readFileSync(`/proc/${child.pid}/task/${t}/comm`, 'utf8').trim() === 'allocscope');
+  const ns = () => Number(readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  const { agentSocketPath } = require(join(root, 'dist', 'targets', 'agent.js'));
+  const before = ns();
+  await persistentTrips(agentSocketPath(child.pid), 1000);
+  const after = ns();
+  child.kill('SIGKILL');
+  return (after - before) / 1000;
+}
+
+/** ab -c 8 for `requests` requests; its output. Asynchronous, so the 1 Hz pollers keep running. */
+function abRun(port, requests, timeoutMs) {
+  return new Promise((resolve) => {
+    const child = spawn('/usr/bin/ab', ['-q', '-s', '30', '-n', String(requests), '-c', '8', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
 }
 
 async function nginxRun(withAgent) {
@@ -103,13 +266,25 @@ async function nginxRun(withAgent) {
   await sleep(200);
   const worker = Number(readFileSync(`/proc/${master.pid}/task/${master.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
   const polls = withAgent ? [poller(master.pid), poller(worker)] : [];
-  const ab = spawnSync('/usr/bin/ab', ['-q', '-s', '10', '-t', String(SECONDS), '-n', '1000000', '-c', '8', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
-  for (const p of polls) await p.stop();
+  const cpuBefore = cpuNs(master.pid) + cpuNs(worker);
+  const ticksBefore = [userSystemTicks(master.pid), userSystemTicks(worker)];
+  // A fixed number of requests (not a fixed time): CPU per request compares the same work.
+  const ab = await abRun(port, REQUESTS, 120_000);
+  const cpu = cpuNs(master.pid) + cpuNs(worker) - cpuBefore;
+  const ticksAfter = [userSystemTicks(master.pid), userSystemTicks(worker)];
+  const user = ticksAfter[0].user + ticksAfter[1].user - ticksBefore[0].user - ticksBefore[1].user;
+  const system = ticksAfter[0].system + ticksAfter[1].system - ticksBefore[0].system - ticksBefore[1].system;
+  let reads = 0;
+  for (const p of polls) {
+    await p.stop();
+    reads += p.trips.length;
+  }
   master.kill('SIGTERM');
   await new Promise((r) => master.once('exit', r));
-  const rps = Number(/Requests per second:\s+([\d.]+)/.exec(ab.stdout)?.[1]);
-  const failed = Number(/Failed requests:\s+(\d+)/.exec(ab.stdout)?.[1]);
-  return { rps, failed };
+  const rps = Number(/Requests per second:\s+([\d.]+)/.exec(ab)?.[1]);
+  const failed = Number(/Failed requests:\s+(\d+)/.exec(ab)?.[1]);
+  const complete = Number(/Complete requests:\s+(\d+)/.exec(ab)?.[1]);
+  return { rps, failed, cpuNsPerRequest: cpu / complete, reads, userShare: user / (user + system) };
 }
 
 async function nginxBench() {
@@ -117,15 +292,28 @@ async function nginxBench() {
   const without = [];
   const withAgent = [];
   let failed = 0;
-  for (let round = 0; round < ROUNDS; round++) {
+  let reads = 0;
+  for (let round = 0; round < NGINX_PAIRS; round++) {
     const order = round % 2 === 0 ? [false, true] : [true, false];
     for (const agent of order) {
       const r = await nginxRun(agent);
-      (agent ? withAgent : without).push(r.rps);
+      (agent ? withAgent : without).push(r);
       failed += r.failed;
+      reads += r.reads;
     }
   }
-  return { without, withAgent, ratio: pairedRatio(withAgent, without), failed };
+  return {
+    pairs: NGINX_PAIRS,
+    requests: REQUESTS,
+    failed,
+    agentReads: reads,
+    cpuNsPerRequest: { without: median(without.map((r) => r.cpuNsPerRequest)), withAgent: median(withAgent.map((r) => r.cpuNsPerRequest)) },
+    // The share of that CPU spent in user space (the part valgrind's instruction counts see).
+    userShare: { without: median(without.map((r) => r.userShare)), withAgent: median(withAgent.map((r) => r.userShare)) },
+    cpuPerRequestRatio: bootstrapMedian(withAgent.map((r, i) => r.cpuNsPerRequest / without[i].cpuNsPerRequest)),
+    rps: { without: median(without.map((r) => r.rps)), withAgent: median(withAgent.map((r) => r.rps)) },
+    throughputRatio: bootstrapMedian(withAgent.map((r, i) => r.rps / without[i].rps)),
+  };
 }
 
 /** CPU ticks of the agent's thread over an idle period with no client. */
@@ -213,13 +401,42 @@ async function roundTrips(label, env, args) {
 }
 
 async function main() {
-  const binary = build();
-  const malloc = await mallocBench(binary);
-  const nginx = await nginxBench();
-  const idle = await idleCpu(binary);
-  const trips = [await roundTrips('glibc, healthy heap', { LD_PRELOAD: AGENT }, ['steady', '10', '50', '0'])];
-  if (existsSync(JEMALLOC)) trips.push(await roundTrips('jemalloc, 8 threads allocating', { LD_PRELOAD: `${JEMALLOC}:${AGENT}` }, ['fragment', '8', '50', '0']));
-  const result = { rounds: ROUNDS, seconds: SECONDS, loadavg: require('node:os').loadavg(), malloc, nginx, idle, trips };
+  const { binary, threadOnly } = build();
+  const result = { date: new Date().toISOString(), loadavgBefore: require('node:os').loadavg() };
+  const valgrind = existsSync('/usr/bin/valgrind'); // Debian's valgrind: apt-get install valgrind
+  if (!valgrind) result.note = 'valgrind is not installed: the instruction counts were skipped';
+  if (!skip.has('instructions') && valgrind) {
+    const plain = instructions(binary, null);
+    const thread = instructions(binary, threadOnly);
+    const agent = instructions(binary, AGENT);
+    // A host that already has threads of its own: the agent's thread changes nothing in malloc.
+    const threadAgent = instructions(binary, `${threadOnly}:${AGENT}`);
+    result.instructionsPerOp = {
+      glibc: { plain, thread, agent, agentRatio: agent / plain, threadRatio: thread / plain, threadedHost: { plain: thread, agent: threadAgent, agentRatio: threadAgent / thread } },
+    };
+    if (existsSync(JEMALLOC)) {
+      const je = instructions(binary, JEMALLOC);
+      const jeAgent = instructions(binary, `${JEMALLOC}:${AGENT}`);
+      result.instructionsPerOp.jemalloc = { plain: je, agent: jeAgent, agentRatio: jeAgent / je };
+    }
+  }
+  if (!skip.has('nginx-instructions') && valgrind && existsSync('/usr/sbin/nginx') && existsSync('/usr/bin/ab')) {
+    const without = await nginxInstructions(false);
+    const withAgent = await nginxInstructions(true);
+    result.nginxInstructionsPerRequest = { without, withAgent, ratio: withAgent.perRequest / without.perRequest };
+  }
+  if (!skip.has('snapshot-cost')) {
+    result.agentNsPerSnapshot = { glibc: await agentNsPerSnapshot(binary, AGENT) };
+    if (existsSync(JEMALLOC)) result.agentNsPerSnapshot.jemalloc = await agentNsPerSnapshot(binary, `${JEMALLOC}:${AGENT}`);
+  }
+  if (!skip.has('malloc')) result.malloc = await mallocBench(binary, threadOnly);
+  if (!skip.has('nginx')) result.nginx = await nginxBench();
+  if (!skip.has('idle')) result.idle = await idleCpu(binary);
+  if (!skip.has('trips')) {
+    result.trips = [await roundTrips('glibc, healthy heap', { LD_PRELOAD: AGENT }, ['steady', '10', '50', '0'])];
+    if (existsSync(JEMALLOC)) result.trips.push(await roundTrips('jemalloc, 8 threads allocating', { LD_PRELOAD: `${JEMALLOC}:${AGENT}` }, ['fragment', '8', '50', '0']));
+  }
+  result.loadavgAfter = require('node:os').loadavg();
   console.log(JSON.stringify(result, null, 2));
 }
 
