@@ -27,6 +27,12 @@ export interface NativeDetection {
   detectedBy: string;
   mallocLibrary: string;
   symbolPrefix: string;
+  /**
+   * The allocator behind plain malloc: `name`, except under a prefixed jemalloc (`symbolPrefix`
+   * je_ or _rjem_), where `name` is jemalloc and this is the allocator malloc itself still uses
+   * (glibc, musl or unknown), a second heap (native/probe/allocator_detect.h).
+   */
+  mallocAllocator: string;
 }
 
 export interface NativeMallinfo2 {

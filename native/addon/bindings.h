@@ -8,7 +8,7 @@
 namespace allocscope {
 
 // sample_binding.cc
-// detect(): { kind: number, name, version, detectedBy, mallocLibrary, symbolPrefix }
+// detect(): { kind: number, name, version, detectedBy, mallocLibrary, symbolPrefix, mallocAllocator }
 Napi::Value Detect(const Napi::CallbackInfo& info);
 // sampleSlotNames(): string[]   (slot order of sampleInto)
 Napi::Value SampleSlotNames(const Napi::CallbackInfo& info);

@@ -21,6 +21,7 @@ Napi::Value Detect(const Napi::CallbackInfo& info) {
   out.Set("detectedBy", a.detected_by);
   out.Set("mallocLibrary", a.malloc_library);
   out.Set("symbolPrefix", a.symbol_prefix);
+  out.Set("mallocAllocator", asp_allocator_name(a.malloc_kind));
   return out;
 }
 
