@@ -40,7 +40,7 @@ namespace {
 // typed-array argument per call (napi_get_typedarray_info: the type check chain and the buffer
 // lookup) was about two thirds of the ~0.5 us the binding used to add (scripts/bench/RESULTS.md).
 struct BoundSlots {
-  napi_ref array = nullptr;  // strong: the data pointer stays valid while bound
+  napi_ref array = nullptr;  // strong: the array and its buffer are not collected while bound
   double* data = nullptr;
 };
 
