@@ -83,6 +83,17 @@
           "sources": ["test/fixtures/heap_fixture.cc"]
         },
         {
+          # A jemalloc behind je_ / _rjem_ names (test/fixtures/je_prefixed.cc): one source, two builds.
+          "target_name": "je_prefixed",
+          "sources": ["test/fixtures/je_prefixed.cc"],
+          "defines": ["JE_PREFIX=je_"]
+        },
+        {
+          "target_name": "rjem_prefixed",
+          "sources": ["test/fixtures/je_prefixed.cc"],
+          "defines": ["JE_PREFIX=_rjem_"]
+        },
+        {
           "target_name": "heap_workload",
           "type": "executable",
           "sources": ["test/fixtures/heap_workload.c"]

@@ -27,6 +27,12 @@ export interface NativeDetection {
   detectedBy: string;
   mallocLibrary: string;
   symbolPrefix: string;
+  /**
+   * The allocator behind plain malloc: `name`, except under a prefixed jemalloc (`symbolPrefix`
+   * je_ or _rjem_), where `name` is jemalloc and this is the allocator malloc itself still uses
+   * (glibc, musl or unknown), a second heap (native/probe/allocator_detect.h).
+   */
+  mallocAllocator: string;
 }
 
 export interface NativeMallinfo2 {
@@ -66,6 +72,11 @@ export interface NativeMimallocProcessInfo {
 export interface NativeBinding {
   detect(): NativeDetection;
   sampleSlotNames(): string[];
+  /**
+   * One sample (native/probe/sample.h) into `slots` (length >= sampleSlotNames().length). Pass the
+   * same array call after call: it stays bound to the addon, and a call costs only the N-API
+   * call on top of asp_sample() (scripts/bench/RESULTS.md). Another array is bound in its place.
+   */
   sampleInto(slots: Float64Array, allocatorKind: number, flags: number): void;
   sampleAsync(allocatorKind: number, flags: number): Promise<Float64Array>;
   glibcMallinfo2(): NativeMallinfo2 | null;
@@ -118,6 +129,30 @@ export function checkPlatform(facts: PlatformFacts): void {
   }
 }
 
+/** What the addon itself exports: NativeBinding, with bindSlots + sampleBound where it has sampleInto. */
+type AddonExports = Omit<NativeBinding, 'sampleInto'> & {
+  bindSlots(slots: Float64Array): void;
+  sampleBound(allocatorKind: number, flags: number): void;
+};
+
+/**
+ * sampleInto over the addon's bound slot array. The addon keeps the last array bound (a
+ * reference and its data pointer, per thread), so the common case, one array reused call after
+ * call (snapshot()'s), passes no typed array to native code. A different array, or the same one
+ * after its buffer was detached (length 0), is bound first; bindSlots then checks it.
+ */
+function boundSampler(addon: AddonExports): NativeBinding['sampleInto'] {
+  let bound: Float64Array | undefined;
+  return (slots, allocatorKind, flags) => {
+    if (slots !== bound || slots.length === 0) {
+      bound = undefined;
+      addon.bindSlots(slots);
+      bound = slots;
+    }
+    addon.sampleBound(allocatorKind, flags);
+  };
+}
+
 let loaded: NativeBinding | undefined;
 
 /** The addon, loaded on first use. Throws AllocscopeError with a fix when it cannot load. */
@@ -125,7 +160,8 @@ export function native(): NativeBinding {
   if (loaded !== undefined) return loaded;
   checkPlatform(currentPlatform());
   try {
-    loaded = bindings('allocscope') as NativeBinding;
+    const addon = bindings('allocscope') as AddonExports;
+    loaded = { ...addon, sampleInto: boundSampler(addon) };
   } catch (error) {
     /* c8 ignore next 7 -- only reachable in a checkout whose build failed or was removed */
     throw new AllocscopeError(

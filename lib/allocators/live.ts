@@ -13,10 +13,14 @@ export function liveDetection(): NativeDetection {
   return detected;
 }
 
-/** Throws ENOALLOCATOR unless `name` serves malloc here. */
+/**
+ * Throws ENOALLOCATOR unless `name` serves malloc here. Under a prefixed jemalloc both heaps are
+ * live: jemalloc's (the allocator reported) and plain malloc's (live.mallocAllocator, glibc on
+ * Linux), so both namespaces answer.
+ */
 export function requireAllocator(name: AllocatorName, call: string): void {
   const live = liveDetection();
-  if (live.name === name) return;
+  if (live.name === name || live.mallocAllocator === name) return;
   const library = ALLOCATOR_LIBRARIES[name];
   const howTo =
     library !== undefined

@@ -9,7 +9,7 @@ namespace allocscope {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("detect", Napi::Function::New(env, Detect));
   exports.Set("sampleSlotNames", Napi::Function::New(env, SampleSlotNames));
-  exports.Set("sampleInto", Napi::Function::New(env, SampleInto));
+  ExportBoundSampling(env, exports);
   exports.Set("sampleAsync", Napi::Function::New(env, SampleAsync));
   exports.Set("glibcMallinfo2", Napi::Function::New(env, GlibcMallinfo2));
   exports.Set("glibcMallocInfo", Napi::Function::New(env, GlibcMallocInfo));

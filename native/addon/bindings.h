@@ -8,12 +8,13 @@
 namespace allocscope {
 
 // sample_binding.cc
-// detect(): { kind: number, name, version, detectedBy, mallocLibrary, symbolPrefix }
+// detect(): { kind: number, name, version, detectedBy, mallocLibrary, symbolPrefix, mallocAllocator }
 Napi::Value Detect(const Napi::CallbackInfo& info);
 // sampleSlotNames(): string[]   (slot order of sampleInto)
 Napi::Value SampleSlotNames(const Napi::CallbackInfo& info);
-// sampleInto(slots: Float64Array, allocatorKind: number, flags: number): void
-Napi::Value SampleInto(const Napi::CallbackInfo& info);
+// bindSlots(slots: Float64Array): void            (per env; slots.length >= slot count)
+// sampleBound(allocatorKind: number, flags: number): void   (samples into the bound slots)
+void ExportBoundSampling(Napi::Env env, Napi::Object exports);
 // sampleAsync(allocatorKind: number, flags: number): Promise<Float64Array>
 Napi::Value SampleAsync(const Napi::CallbackInfo& info);
 

@@ -83,6 +83,7 @@ static void detect_once_body(void) {
   copy_text(out->malloc_library, sizeof(out->malloc_library), malloc_file);
 
   const char *file = NULL;
+  int prefixed_jemalloc = 0;
   /* jemalloc serving malloc: mallctl lives in the object that provides malloc. */
   if (malloc_base != NULL && object_base_of("mallctl", &file) == malloc_base) {
     out->kind = ASP_ALLOCATOR_JEMALLOC;
@@ -98,12 +99,24 @@ static void detect_once_body(void) {
     snprintf(out->detected_by, sizeof(out->detected_by),
              "malloc and mi_version are both defined in %s", malloc_file);
   } else if (asp_je_bind_prefixed() == 0) {
-    /* A prefixed jemalloc (je_ or _rjem_) does not replace malloc; programs that link one (Redis)
-       call it explicitly, so it holds their heap. */
+    /* A prefixed jemalloc (je_ or _rjem_) does not replace malloc: programs that link one call it
+       explicitly for their own data (Redis' zmalloc calls je_malloc), so its books are the heap
+       the program manages, and it is the allocator reported. Plain malloc stays with libc: a
+       second heap, named in malloc_kind and detected_by, whose mallinfo2 then describes live
+       arenas (not the idle ones of a jemalloc that replaced malloc). */
+    prefixed_jemalloc = 1;
     out->kind = ASP_ALLOCATOR_JEMALLOC;
     snprintf(out->detected_by, sizeof(out->detected_by),
              "%smallctl is defined (prefixed jemalloc); plain malloc is served by %s",
              asp_je_symbol_prefix(), malloc_file != NULL ? malloc_file : "an unknown object");
+    const void *libc_base = object_base_of("gnu_get_libc_version", NULL);
+    if (malloc_base != NULL && libc_base == malloc_base) {
+      out->malloc_kind = ASP_ALLOCATOR_GLIBC;
+    } else if (libc_base == NULL && malloc_file != NULL && strstr(malloc_file, "musl") != NULL) {
+      out->malloc_kind = ASP_ALLOCATOR_MUSL;
+    } else {
+      out->malloc_kind = ASP_ALLOCATOR_UNKNOWN;
+    }
   } else if (malloc_base != NULL && object_base_of("gnu_get_libc_version", &file) == malloc_base) {
     out->kind = ASP_ALLOCATOR_GLIBC;
     snprintf(out->detected_by, sizeof(out->detected_by),
@@ -120,6 +133,8 @@ static void detect_once_body(void) {
              "MallocExtension_GetNumericProperty, mi_version or gnu_get_libc_version",
              malloc_file != NULL ? malloc_file : "an object dladdr cannot name");
   }
+
+  if (!prefixed_jemalloc) out->malloc_kind = out->kind;
 
   switch (out->kind) {
     case ASP_ALLOCATOR_JEMALLOC:

@@ -21,6 +21,10 @@ typedef struct {
   char detected_by[384];    /* human-readable evidence, e.g. "malloc and mallctl both in /usr/lib/.../libjemalloc.so.2" */
   char malloc_library[256]; /* the object that provides the malloc symbol the process calls */
   char symbol_prefix[16];   /* "" or "je_" / "_rjem_" for prefixed jemalloc builds */
+  /* The allocator of plain malloc. Equal to kind, except under a prefixed jemalloc: kind is then
+     jemalloc (the heap the program manages through je_malloc) and this the allocator behind
+     malloc itself (glibc, musl or unknown): a second, live heap. */
+  asp_allocator_kind malloc_kind;
 } asp_allocator;
 
 /* Fills *out. Cheap after the first call (the answer cannot change: malloc is bound at start-up). */

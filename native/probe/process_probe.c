@@ -10,29 +10,51 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A /proc/self file kept open for pread. The mutex only guards (re)opening; a pread on a shared
-   fd with an explicit offset is safe from several threads. */
+/* A /proc/self file kept open for pread. A pread on a shared fd with an explicit offset is safe
+   from several threads, so the per-call path is one atomic load of the fd: no lock, no getpid().
+   The mutex only guards opening.
+
+   After fork() the inherited fd still reads the parent's numbers (/proc/self was resolved to the
+   parent's pid at open). A pthread_atfork child handler closes it, so the child's next read opens
+   its own. That used to be a getpid() + lock/unlock on every read: ~0.2 us of a ~1.4 us statm
+   read on this kind of host (scripts/bench/RESULTS.md). The handler does not run for a child made
+   by a raw clone() that bypasses glibc's fork(); such a child would read its parent's figures. */
 typedef struct {
   const char *path;
   int fd;
-  pid_t owner;
   pthread_mutex_t lock;
 } kept_file;
 
-static kept_file statm_file = {"/proc/self/statm", -1, 0, PTHREAD_MUTEX_INITIALIZER};
-static kept_file status_file = {"/proc/self/status", -1, 0, PTHREAD_MUTEX_INITIALIZER};
+static kept_file statm_file = {"/proc/self/statm", -1, PTHREAD_MUTEX_INITIALIZER};
+static kept_file status_file = {"/proc/self/status", -1, PTHREAD_MUTEX_INITIALIZER};
+static kept_file *const kept_files[] = {&statm_file, &status_file};
+
+/* Runs in the child of fork(), single-threaded: the parent's fds are closed (they are this
+   process's copies, ours to close) and the locks re-initialized, in case another thread of the
+   parent held one while it was opening. */
+static void reset_kept_files_in_child(void) {
+  for (size_t i = 0; i < sizeof(kept_files) / sizeof(kept_files[0]); i++) {
+    kept_file *file = kept_files[i];
+    if (file->fd >= 0) close(file->fd);
+    file->fd = -1;
+    pthread_mutex_init(&file->lock, NULL);
+  }
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, reset_kept_files_in_child); }
 
 static int kept_fd(kept_file *file) {
-  pid_t self = getpid();
+  int fd = __atomic_load_n(&file->fd, __ATOMIC_ACQUIRE);
+  if (fd >= 0) return fd;
+  /* Registered before the first open, so no fd is ever open without the handler. */
+  pthread_once(&atfork_once, register_atfork);
   pthread_mutex_lock(&file->lock);
-  if (file->fd < 0 || file->owner != self) {
-    /* After fork the inherited fd still reads the parent's numbers: open our own. The old fd is
-       the parent's copy in this process, so closing it here is ours to do. */
-    if (file->fd >= 0) close(file->fd);
-    file->fd = open(file->path, O_RDONLY | O_CLOEXEC);
-    file->owner = self;
+  fd = file->fd;
+  if (fd < 0) {
+    fd = open(file->path, O_RDONLY | O_CLOEXEC);
+    __atomic_store_n(&file->fd, fd, __ATOMIC_RELEASE);
   }
-  int fd = file->fd;
   pthread_mutex_unlock(&file->lock);
   return fd;
 }

@@ -27,7 +27,8 @@ typedef struct {
 
 /* 0 on success, -1 if the file cannot be read. Both keep their fd open and pread it (0.7 us
    instead of 3.4 us for open+read+close, references/limits.md §4); after fork() the child
-   reopens, because /proc/self was resolved to the parent's pid when the fd was opened. */
+   reopens (a pthread_atfork handler closes the inherited fd), because /proc/self was resolved
+   to the parent's pid when the fd was opened. */
 int asp_read_statm(asp_statm *out);
 int asp_read_status(asp_status *out);
 

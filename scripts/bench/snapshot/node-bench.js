@@ -22,10 +22,19 @@ const batchesArg = process.argv.indexOf('--batches');
 const batches = batchesArg > 0 ? Number(process.argv[batchesArg + 1]) : 201;
 
 // The same method as floor.c: a batch lasts >= 20 us so clock reads are amortised, and the
-// operations take turns batch by batch (rotating who goes first) so they share the machine's
-// noise; the figure is the median batch.
+// operations of a pair take turns batch by batch (rotating who goes first) so they share the
+// machine's noise; the figure is the median batch.
+//
+// Two pairs: the bare sampleInto with and without the allocator read (what floor.c times, the
+// same way), and snapshot() with process.memoryUsage(). The pairs take turns in rounds of
+// ROUND_BATCHES batches, so both see the same spells of a noisy machine, but a sampleInto batch
+// never follows a snapshot() or memoryUsage() batch. With only ~5 calls in a 20 us batch, the
+// first call after another operation's batch (its code and data out of the caches) raised
+// the median of sampleInto by ~0.5 us (3.5-3.9 vs 4.4-4.6 us under mimalloc, same build), and
+// floor.c's loop, which alternates only its own two modes, pays no such cost.
 const MIN_BATCH_NS = 20_000n;
 const WARM_UP_CALLS = 2000;
+const ROUND_BATCHES = 10;
 
 function callsPerBatch(op) {
   for (let calls = 1; ; calls *= 2) {
@@ -35,18 +44,22 @@ function callsPerBatch(op) {
   }
 }
 
-function timeSideBySide(ops, batchCount) {
-  const entries = Object.entries(ops).map(([name, op]) => ({ name, op, calls: callsPerBatch(op), perCall: [] }));
-  for (let b = 0; b < batchCount; b++) {
-    for (let k = 0; k < entries.length; k++) {
-      const entry = entries[(b + k) % entries.length];
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < entry.calls; i++) entry.op();
-      entry.perCall.push(Number(process.hrtime.bigint() - start) / entry.calls);
+function timeSideBySide(pairs, batchCount) {
+  const groups = pairs.map((ops) => Object.entries(ops).map(([name, op]) => ({ name, op, calls: callsPerBatch(op), perCall: [] })));
+  for (let first = 0; first < batchCount; first += ROUND_BATCHES) {
+    for (const entries of groups) {
+      for (let b = first; b < Math.min(batchCount, first + ROUND_BATCHES); b++) {
+        for (let k = 0; k < entries.length; k++) {
+          const entry = entries[(b + k) % entries.length];
+          const start = process.hrtime.bigint();
+          for (let i = 0; i < entry.calls; i++) entry.op();
+          entry.perCall.push(Number(process.hrtime.bigint() - start) / entry.calls);
+        }
+      }
     }
   }
   const out = {};
-  for (const { name, perCall } of entries) {
+  for (const { name, perCall } of groups.flat()) {
     perCall.sort((x, y) => x - y);
     out[`${name}Ns`] = perCall[perCall.length >> 1];
     out[`${name}P10Ns`] = perCall[Math.floor(perCall.length / 10)];
@@ -60,16 +73,20 @@ const kind = liveDetection().kind;
 const names = slotNames();
 const slots = new Float64Array(names.length);
 
-const ops = {
-  sampleInto: () => binding.sampleInto(slots, kind, SAMPLE_WITH_ALLOCATOR),
-  sampleIntoNoAllocator: () => binding.sampleInto(slots, kind, 0),
-  snapshot: () => allocscope.snapshot(),
-  memoryUsage: () => process.memoryUsage(),
-};
+const pairs = [
+  {
+    sampleInto: () => binding.sampleInto(slots, kind, SAMPLE_WITH_ALLOCATOR),
+    sampleIntoNoAllocator: () => binding.sampleInto(slots, kind, 0),
+  },
+  {
+    snapshot: () => allocscope.snapshot(),
+    memoryUsage: () => process.memoryUsage(),
+  },
+];
 // Warm up before reading the shape: the JIT settles, and V8's helper threads make their first
 // allocations (under jemalloc the initialized arenas go from 3 to 6 in the first few thousand
 // snapshots).
-for (const op of Object.values(ops)) for (let i = 0; i < WARM_UP_CALLS; i++) op();
+for (const ops of pairs) for (const op of Object.values(ops)) for (let i = 0; i < WARM_UP_CALLS; i++) op();
 
 /** Threads, and under jemalloc its initialized arenas, through the bare binding. */
 function lightShape() {
@@ -98,7 +115,7 @@ function fullShape() {
 // first made snapshot()'s JS side ~2 us slower in the timing that followed (V8 inline caches and
 // object shapes are process-wide), and that is not what a clean process pays.
 const before = lightShape();
-const medians = timeSideBySide(ops, batches);
+const medians = timeSideBySide(pairs, batches);
 const after = fullShape();
 // The shape at the end is what floor.c rebuilds; `shapeChanged` says if threads or jemalloc
 // arenas moved while timing (glibc arenas follow threads; its free-chunk count always moves a
