@@ -19,12 +19,19 @@ export interface StepOutcome {
 /** Runs argv without a shell; resolves with exit status and output, bounded by `timeoutMs`. */
 export function runTool(argv: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number, signal: AbortSignal): Promise<{ status: number | null; stdout: string; stderr: string; error: AllocscopeError | null }> {
   return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group of its own, so stopping it also stops what a shell command started (a
+    // `sleep` left behind would hold the output pipes open); its id is the tool's pid.
+    const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     let error: AllocscopeError | null = null;
     const stop = () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* the group has already ended */
+      }
     };
     const timer = setTimeout(() => {
       error = new AllocscopeError('ETIMEDOUT', `the load command ${argv[0]} ran longer than ${timeoutMs} ms for one step and was stopped.`, { argv });

@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AllocscopeError } from '../errors';
+import { formatDuration } from '../report/format';
 import { SampleWriter } from '../report/sample-writer';
 import type { Snapshot } from '../snapshot';
 import { openTarget, type TargetSource } from '../targets/pick';
@@ -245,11 +246,13 @@ export async function runCompare(options: CompareOptions): Promise<CompareSummar
   };
   writeCompareSummary(options.outDir, summary);
   const progress = options.progress ?? (() => undefined);
+  // The demo bounds runs by time alone (a huge count); say whichever bound will end the run.
+  const plan = options.requests >= 100_000_000 ? `${formatDuration(options.durationMs)} of load` : `${options.requests} requests (at most ${formatDuration(options.durationMs)})`;
   outer: for (let repeat = 0; repeat < options.repeat; repeat++) {
     for (const variant of options.variants) {
       if (stopAll.aborted) break outer;
       const which = options.repeat > 1 ? ` (run ${repeat + 1} of ${options.repeat})` : '';
-      if (missingLibrary(variant) === null) progress(`${variant.label}${which}: starting the server, then ${options.requests} requests ...`);
+      if (missingLibrary(variant) === null) progress(`${variant.label}${which}: starting the server, then ${plan} ...`);
       const run = await runVariant(options, variant, repeat, stopAll);
       summary.runs.push(run);
       summary.variants = aggregateRuns(options.variants, summary.runs);

@@ -67,20 +67,30 @@ export interface ChartSeries {
 }
 
 /**
- * Resamples each series onto `width` columns from 0 to the most requests of any series: each
- * column shows the last sample at or before it (NaN past a series' end or before its first).
+ * Resamples each series onto up to `width` columns from 0 to the most requests of any series: each
+ * column shows the last sample at or before it. A series ends at its own last sample (asciichart
+ * draws series of different lengths, but no gaps: an unknown RSS repeats the value before it).
  */
 export function resample(series: readonly ChartSeries[], width: number): number[][] {
   const maxRequests = Math.max(1, ...series.flatMap((s) => s.requests));
-  return series.map((s) =>
-    Array.from({ length: width }, (_, column) => {
+  return series.map((s) => {
+    const firstKnown = s.rss.find((v) => v !== null) ?? 0;
+    const end = s.requests[s.requests.length - 1] ?? 0;
+    const columns: number[] = [];
+    let value = firstKnown / MiB;
+    let next = 0;
+    for (let column = 0; column < width; column++) {
       const at = (column / (width - 1)) * maxRequests;
-      let value = Number.NaN;
-      for (let i = 0; i < s.requests.length && s.requests[i] <= at + 1e-9; i++) value = s.rss[i] === null ? Number.NaN : (s.rss[i] as number) / MiB;
-      if (at > s.requests[s.requests.length - 1] + maxRequests / (width - 1)) value = Number.NaN;
-      return value;
-    }),
-  );
+      // Past the series' own end by more than one column: stop it there.
+      if (column > 0 && at > end + maxRequests / (width - 1)) break;
+      for (; next < s.requests.length && s.requests[next] <= at + 1e-9; next++) {
+        const rss = s.rss[next];
+        if (rss !== null) value = rss / MiB;
+      }
+      columns.push(value);
+    }
+    return columns;
+  });
 }
 
 const COLOURS = [asciichart.blue, asciichart.red, asciichart.green, asciichart.magenta, asciichart.cyan, asciichart.yellow, asciichart.lightgray];
@@ -95,7 +105,7 @@ export function rssChart(series: readonly ChartSeries[], options: { width?: numb
   const width = options.width ?? 60;
   const height = options.height ?? 14;
   const data = resample(drawn, width);
-  const known = data.flat().filter((v) => Number.isFinite(v));
+  const known = data.flat();
   const min = Math.min(...known);
   const max = Math.max(...known);
   const config: asciichart.PlotConfig = {
@@ -111,7 +121,7 @@ export function rssChart(series: readonly ChartSeries[], options: { width?: numb
   const ratio = height / (max - min || 1);
   const labels = new Map<number, string[]>();
   drawn.forEach((s, i) => {
-    const last = [...data[i]].reverse().find((v) => Number.isFinite(v)) as number;
+    const last = data[i][data[i].length - 1];
     const row = Math.round(max * ratio) - Math.round(last * ratio);
     labels.set(row, [...(labels.get(row) ?? []), s.label]);
   });
