@@ -5,17 +5,15 @@
 // the sum of the load phases of the same servers driven directly by the same load generator
 // (builtinLoad, no agent, no sampling, the server already listening). Rounds alternate the two
 // so the noise of this shared machine falls on both sides; medians and ratios are reported.
-//   node scripts/bench/compare/run.js [--rounds 3] [--requests 20000] [--step 1000] [--json]
+//   node scripts/bench/compare/run.js [--rounds 5] [--requests 20000] [--step 1000] [--json]
 'use strict';
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir, cpus, loadavg } = require('node:os');
 const { join } = require('node:path');
 const root = join(__dirname, '..', '..', '..');
-const { builtinLoad } = require(join(root, 'dist', 'compare', 'load.js'));
-const { freePort, portOpen } = require(join(root, 'dist', 'compare', 'server.js'));
 const { parseVariants } = require(join(root, 'dist', 'compare', 'variants.js'));
-const { ALLOCATOR_LIBRARIES, allocatorInstalled } = require(join(root, 'dist', 'allocators', 'libraries.js'));
+const { allocatorInstalled } = require(join(root, 'dist', 'allocators', 'libraries.js'));
 const { demoServerPath } = require(join(root, 'dist', 'cli', 'demo.js'));
 
 const args = process.argv.slice(2);
@@ -23,7 +21,7 @@ const flag = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   return at >= 0 ? Number(args[at + 1]) : fallback;
 };
-const ROUNDS = flag('rounds', 3);
+const ROUNDS = flag('rounds', 5);
 const REQUESTS = flag('requests', 20000);
 const STEP = flag('step', 1000);
 const CONCURRENCY = 10;
@@ -33,7 +31,6 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** One compare run of every variant through the compiled CLI; wall time in ms. */
 function compareRun() {
@@ -50,31 +47,16 @@ function compareRun() {
   return { wallMs, loadMs: summary.runs.reduce((sum, r) => sum + r.loadMs, 0), samples: summary.runs.reduce((sum, r) => sum + r.requestsAtSample.length, 0) };
 }
 
-/** The same servers (allocator preloaded, no agent), started untimed, each driven by builtinLoad. */
-async function directRun() {
+/**
+ * The same servers (allocator preloaded, no agent), each started untimed and driven by builtinLoad
+ * in a fresh Node process (direct-load.js), as compare's own load runs in a fresh process.
+ */
+function directRun() {
   let loadMs = 0;
   for (const variant of VARIANTS) {
-    const port = await freePort();
-    const env = { ...process.env, ...variant.env };
-    delete env.LD_PRELOAD;
-    const library = ALLOCATOR_LIBRARIES[variant.allocator];
-    if (library !== undefined) env.LD_PRELOAD = library.path;
-    const child = spawn(SERVER[0], [...SERVER.slice(1), '--port', String(port)], { env, stdio: 'ignore' });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    while (!(await portOpen('127.0.0.1', port, 200))) await sleep(20);
-    const result = await builtinLoad({
-      url: new URL(`http://127.0.0.1:${port}/`),
-      requests: REQUESTS,
-      step: STEP,
-      concurrency: CONCURRENCY,
-      deadline: performance.now() + 600_000,
-      signal: new AbortController().signal,
-      onStep: () => undefined,
-    });
-    if (result.endedBy !== 'done') throw new Error(`direct load under ${variant.label} ended by ${result.endedBy}`);
-    loadMs += result.elapsedMs;
-    child.kill('SIGTERM');
-    await exited;
+    const result = spawnSync(process.execPath, [join(__dirname, 'direct-load.js'), variant.label, String(REQUESTS), String(STEP), String(CONCURRENCY), '--', ...SERVER, '--port', '{port}'], { encoding: 'utf8', timeout: 600_000 });
+    if (result.status !== 0) throw new Error(`direct load under ${variant.label} failed: ${result.stderr}`);
+    loadMs += JSON.parse(result.stdout).loadMs;
   }
   return { loadMs };
 }
@@ -87,14 +69,14 @@ async function main() {
     let direct;
     if (round % 2 === 0) {
       compare = compareRun();
-      direct = await directRun();
+      direct = directRun();
     } else {
-      direct = await directRun();
+      direct = directRun();
       compare = compareRun();
     }
     const ratio = compare.wallMs / direct.loadMs;
-    rounds.push({ compareWallMs: compare.wallMs, compareLoadMs: compare.loadMs, directLoadMs: direct.loadMs, samples: compare.samples, ratio, loadRatio: compare.loadMs / direct.loadMs });
-    process.stderr.write(`round ${round + 1}/${ROUNDS}: compare ${(compare.wallMs / 1000).toFixed(2)} s wall (load phases ${(compare.loadMs / 1000).toFixed(2)} s, ${compare.samples} samples), direct load phases ${(direct.loadMs / 1000).toFixed(2)} s: ${ratio.toFixed(3)}x\n`);
+    rounds.push({ compareWallMs: compare.wallMs, compareLoadMs: compare.loadMs, directLoadMs: direct.loadMs, samples: compare.samples, ratio, loadRatio: compare.loadMs / direct.loadMs, outsideLoadMs: compare.wallMs - compare.loadMs });
+    process.stderr.write(`round ${round + 1}/${ROUNDS}: compare ${(compare.wallMs / 1000).toFixed(2)} s wall (load phases ${(compare.loadMs / 1000).toFixed(2)} s, ${compare.samples} samples), direct load phases ${(direct.loadMs / 1000).toFixed(2)} s: ${ratio.toFixed(3)}x (load average ${loadavg()[0].toFixed(1)})\n`);
   }
   const ratio = median(rounds.map((r) => r.ratio));
   const result = {
@@ -109,6 +91,8 @@ async function main() {
     medianDirectLoadMs: median(rounds.map((r) => r.directLoadMs)),
     medianRatio: ratio,
     medianLoadPhaseRatio: median(rounds.map((r) => r.loadRatio)),
+    /** compare's wall time outside its load phases (node start, server starts and stops, port waits, writes). */
+    medianOutsideLoadMs: median(rounds.map((r) => r.outsideLoadMs)),
     overheadPercent: (ratio - 1) * 100,
     goalMet: ratio <= 1.05,
   };
@@ -116,10 +100,10 @@ async function main() {
     console.log(JSON.stringify(result, null, 2));
     return;
   }
-  console.log(`| variants | requests x step | rounds | compare wall (median) | direct load phases (median) | ratio (median of rounds) | of which load phases | goal <= 1.05 |`);
-  console.log(`|---|---|---:|---:|---:|---:|---:|---|`);
+  console.log(`| variants | requests x step | rounds | compare wall (median) | direct load phases (median) | ratio (median of rounds) | compare load phases / direct | compare outside its load phases | goal <= 1.05 |`);
+  console.log(`|---|---|---:|---:|---:|---:|---:|---:|---|`);
   console.log(
-    `| ${result.variants.join(', ')} | ${REQUESTS} x ${STEP} | ${ROUNDS} | ${(result.medianCompareWallMs / 1000).toFixed(2)} s | ${(result.medianDirectLoadMs / 1000).toFixed(2)} s | ${ratio.toFixed(3)}x (${result.overheadPercent >= 0 ? '+' : ''}${result.overheadPercent.toFixed(1)}%) | ${result.medianLoadPhaseRatio.toFixed(3)}x | ${result.goalMet ? 'met' : '**not met**'} |`,
+    `| ${result.variants.join(', ')} | ${REQUESTS} x ${STEP} | ${ROUNDS} | ${(result.medianCompareWallMs / 1000).toFixed(2)} s | ${(result.medianDirectLoadMs / 1000).toFixed(2)} s | ${ratio.toFixed(3)}x (${result.overheadPercent >= 0 ? '+' : ''}${result.overheadPercent.toFixed(1)}%) | ${result.medianLoadPhaseRatio.toFixed(3)}x | ${(result.medianOutsideLoadMs / 1000).toFixed(2)} s | ${result.goalMet ? 'met' : '**not met**'} |`,
   );
   console.log(`per round: ${rounds.map((r) => r.ratio.toFixed(3)).join(', ')}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 }
