@@ -56,11 +56,16 @@ function count(text: string, pattern: RegExp): number {
   return match === null ? 0 : Number(match[1]);
 }
 
-/** ab's report: completed and failed requests (non-2xx answers count as failed). */
+/**
+ * ab's report: completed and failed requests (non-2xx answers count as failed). ab also counts as
+ * "failed" every answer whose length differs from the first one's ("Length: N" in its breakdown):
+ * any dynamic page does that, so those are not failures here (ab(1), "Failed requests").
+ */
 export function parseAbOutput(stdout: string): { completed: number; failed: number } | null {
   if (!/Complete requests:/.test(stdout)) return null;
   const complete = count(stdout, /Complete requests:\s+(\d+)/);
-  const failed = count(stdout, /Failed requests:\s+(\d+)/) + count(stdout, /Non-2xx responses:\s+(\d+)/);
+  const lengthOnly = count(stdout, /\(Connect: \d+, Receive: \d+, Length: (\d+)/);
+  const failed = count(stdout, /Failed requests:\s+(\d+)/) - lengthOnly + count(stdout, /Non-2xx responses:\s+(\d+)/);
   return { completed: Math.max(0, complete - failed), failed };
 }
 

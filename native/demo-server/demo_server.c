@@ -134,10 +134,14 @@ static int keep_alive(const char *headers, size_t length) {
     const char *eol = memchr(line, '\n', (size_t)(end - line));
     if (eol == NULL) eol = end;
     if ((size_t)(eol - line) > 11 && strncasecmp(line, "connection:", 11) == 0) {
-      const char *value = line + 11;
-      size_t value_length = (size_t)(eol - value);
-      if (memmem(value, value_length, "close", 5) != NULL || memmem(value, value_length, "Close", 5) != NULL) return 0;
-      if (memmem(value, value_length, "eep-alive", 9) != NULL) return 1;
+      /* Header values are case-insensitive (RFC 9110 §7.6.1): ab -k sends "Keep-Alive". */
+      char value[64];
+      size_t value_length = (size_t)(eol - line) - 11;
+      if (value_length >= sizeof value) value_length = sizeof value - 1;
+      memcpy(value, line + 11, value_length);
+      value[value_length] = '\0';
+      if (strcasestr(value, "close") != NULL) return 0;
+      if (strcasestr(value, "keep-alive") != NULL) return 1;
     }
     line = eol + 1;
   }

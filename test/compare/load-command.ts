@@ -30,6 +30,11 @@ function options(path: string, overrides: Partial<LoadOptions> = {}): LoadOption
 t.test('parsing the tools\' reports', async (t) => {
   t.same(parseAbOutput('Complete requests:      1000\nFailed requests:        3\nNon-2xx responses:      2\n'), { completed: 995, failed: 5 });
   t.same(parseAbOutput('Complete requests:      10\nFailed requests:        0\n'), { completed: 10, failed: 0 });
+  t.same(
+    parseAbOutput('Document Length:        6 bytes\nComplete requests:      2000\nFailed requests:        775\n   (Connect: 0, Receive: 1, Length: 773, Exceptions: 1)\n'),
+    { completed: 1998, failed: 2 },
+    'answers of another length than the first are not failures (a dynamic page)',
+  );
   t.equal(parseAbOutput('apr_socket_recv: Connection refused (111)'), null);
   const wrk = '  12345 requests in 1.00s, 1.2MB read\n  Socket errors: connect 1, read 2, write 3, timeout 4\n  Non-2xx or 3xx responses: 5\n';
   t.same(parseWrkOutput(wrk), { completed: 12340, failed: 15 });
