@@ -103,13 +103,17 @@ export async function builtinLoad(options: LoadOptions): Promise<LoadResult> {
   const once = () =>
     new Promise<boolean>((resolve) => {
       const req = httpRequest(url, { agent, method: 'GET', signal }, (res) => {
+        // 'close' comes after 'end', and also when the connection drops mid-answer (a crash),
+        // where 'end' never comes: settle there.
+        let ended = false;
+        res.on('end', () => (ended = true));
         res.on('error', () => undefined);
-        res.resume();
-        res.on('end', () => {
-          const ok = (res.statusCode ?? 0) < 400;
-          if (!ok) firstError ??= `HTTP ${res.statusCode}`;
+        res.on('close', () => {
+          const ok = ended && (res.statusCode ?? 0) < 400;
+          if (!ok && !signal.aborted) firstError ??= ended ? `HTTP ${res.statusCode}` : 'the connection closed in the middle of an answer';
           resolve(ok);
         });
+        res.resume();
       });
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on('error', (error) => {

@@ -7,6 +7,13 @@ function listen(): Promise<{ server: Server; url: (path: string) => URL; served:
   let served = 0;
   const server = createServer((req, res) => {
     if (req.url === '/hang') return;
+    if (req.url === '/cut') {
+      // Headers and half a body, then the connection drops: a server crashing mid-answer.
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      setTimeout(() => res.socket?.destroy(), 10);
+      return;
+    }
     served++;
     res.statusCode = req.url === '/fail' ? 500 : 200;
     res.end('ok\n');
@@ -91,4 +98,11 @@ t.test('a request with no answer times out instead of hanging', async (t) => {
   t.equal(result.completed, 0);
   t.equal(result.failed, 2);
   t.equal(result.endedBy, 'done', 'two failures are under the give-up floor');
+});
+
+t.test('an answer cut in the middle counts as failed, and does not hang the load', async (t) => {
+  const { server, url } = await listen();
+  t.teardown(() => server.close());
+  const result = await builtinLoad(options(url('/cut'), { requests: 3, concurrency: 1 }));
+  t.same([result.completed, result.failed, result.endedBy], [0, 3, 'done']);
 });
