@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compareText, defaultOutDir, parseCompareArgs, parseUrl, rssSeries } from '../../lib/cli/compare';
+import { compareCommand, compareText, defaultOutDir, parseCompareArgs, parseUrl, rssSeries } from '../../lib/cli/compare';
 import { demoServerPath } from '../../lib/cli/demo';
 import { main } from '../../lib/cli/main';
 import { readCompareSummary } from '../../lib/compare/summary';
@@ -130,4 +130,17 @@ t.test('Ctrl-C mid-compare stops every child it started and keeps the data', asy
   t.same(summary.runs.map((r) => [r.label, r.status]), [['glibc', 'interrupted']]);
   t.ok(summary.runs[0].requestsAtSample.length >= 4, 'the samples taken are kept');
   t.equal(JSON.parse(stdout).endedBy, 'interrupted');
+});
+
+t.test('in process: progress on err, the report on out, exit 0 with a complete run and 1 without', async (t) => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const dir = join(root, 'in-process');
+  const code = await compareCommand(['--allocators', 'glibc', '--requests', '600', '--step', '200', '--out', dir, '--', demoServerPath(), '--port', '{port}', '--threads', '2'], (l) => out.push(l), (l) => err.push(l));
+  t.equal(code, 0);
+  t.match(err.join('\n'), /glibc: starting the server, then 600 requests/);
+  t.match(out.join('\n'), /RSS vs requests[\s\S]*Run directory: /);
+  t.same(readCompareSummary(dir).runs[0].requestsAtSample, [0, 200, 400, 600]);
+  const failed = await compareCommand(['--allocators', 'glibc', '--requests', '10', '--out', join(root, 'in-process-failed'), '--quiet', '--', '/nonexistent/server', '{port}'], (l) => out.push(l), (l) => err.push(l));
+  t.equal(failed, 1, 'no run completed');
 });
