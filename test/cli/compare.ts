@@ -117,8 +117,12 @@ t.test('Ctrl-C mid-compare stops every child it started and keeps the data', asy
   child.stdout.on('data', (chunk) => (stdout += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const file = join(out, 'glibc.r1.ndjson');
-  const until = Date.now() + 20_000;
+  const until = Date.now() + 40_000;
   while (Date.now() < until && !(existsSync(file) && readFileSync(file, 'utf8').split('\n').length > 4)) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(file)) {
+    child.kill('SIGKILL');
+    return t.fail(`no samples within 40 s; compare said: ${stdout}`);
+  }
   const serverPid = (JSON.parse(readFileSync(file, 'utf8').split('\n')[0]) as Snapshot).pid;
   t.ok(processAlive(serverPid), 'the server runs while compare does');
   child.kill('SIGINT');
