@@ -24,7 +24,9 @@ export type AllocscopeErrorCode =
   /** The caller cancelled (an AbortSignal, or SIGINT/SIGTERM of the CLI) and the work was undone. */
   | 'ECANCELED'
   /** A measured native leak (testing assertions). */
-  | 'ELEAK';
+  | 'ELEAK'
+  /** An optional peer dependency (prom-client, @opentelemetry/api) is not installed. */
+  | 'ENODEP';
 
 export class AllocscopeError extends Error {
   readonly code: AllocscopeErrorCode;

@@ -25,6 +25,10 @@ export { DEFAULT_SMAPS_GATE_POLICY, SmapsGate } from './proc/smaps-rollup';
 export type { SmapsGateDecision, SmapsGatePolicy } from './proc/smaps-rollup';
 export type { MapsSummary, RegionTotals } from './proc/maps';
 export type { ProcStatus } from './proc/status';
+export { monitor, Monitor } from './monitor';
+export type { MonitorEvents, MonitorOptions, MonitorStats, MonitorThresholds, SampleEvent, ThresholdEvent, ThresholdName } from './monitor';
+export { DEFAULT_COST_BUDGET, SnapshotGovernor } from './cost-budget';
+export type { CostBudget, GovernedSample, SampleTier } from './cost-budget';
 export { diagnose, DEFAULT_THRESHOLDS } from './verdict';
 export type {
   Attribution,

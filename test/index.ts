@@ -6,7 +6,7 @@ import * as api from '../lib/index';
 const root = join(__dirname, '..');
 
 t.test('the public surface', async (t) => {
-  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge', 'diagnose']) t.type((api as Record<string, unknown>)[name], 'function', name);
+  for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge', 'diagnose', 'monitor']) t.type((api as Record<string, unknown>)[name], 'function', name);
   t.same(Object.keys(api.glibc).sort(), ['mallinfo2', 'mallocInfo', 'mallocInfoAsync', 'trim']);
   t.same(Object.keys(api.jemalloc).sort(), ['bins', 'purge', 'read', 'settings', 'statsJson', 'summary', 'write']);
   t.same(Object.keys(api.tcmalloc).sort(), ['property', 'releaseFreeMemory', 'statsText']);
@@ -26,5 +26,11 @@ t.test('usable from require and from import, by package name', async (t) => {
     { cwd: root, encoding: 'utf8' },
   );
   t.equal(cjs.stdout.trim(), '1 function', cjs.stderr);
+  const exporters = spawnSync(
+    process.execPath,
+    ['-e', "console.log(typeof require('allocscope/prometheus').registerAllocscopeMetrics, typeof require('allocscope/opentelemetry').observeAllocscopeMetrics)"],
+    { cwd: root, encoding: 'utf8' },
+  );
+  t.equal(exporters.stdout.trim(), 'function function', `the exporters' subpaths: ${exporters.stderr}`);
   t.equal(esm.stdout.trim(), '1 function 1', esm.stderr);
 });

@@ -4,15 +4,17 @@
  * cache), every allocator installed here plus tuned glibc (MALLOC_ARENA_MAX=2), the same built-in
  * load for the same time each. The differences it prints are measured on this machine, not
  * scripted; variants whose library is missing are named with the Debian package that adds them.
+ * It ends with the table, the chart, the run directory and the HTML report written into it.
  */
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AllocscopeError } from '../errors';
 import { compareWithOptions } from './compare';
 import { freePort } from '../compare/server';
 import { parseVariants } from '../compare/variants';
-import { existsSync } from 'node:fs';
+import { writeReport } from '../report/html';
+import { loadReportInput } from '../report/run-loader';
 import { numberFlag, parseArgs } from './args';
 
 /** Plain glibc first: the baseline every ratio is taken against. */
@@ -43,7 +45,7 @@ export async function demoCommand(argv: readonly string[], out: (text: string) =
   if (flags.json !== true && flags.quiet !== true) {
     err(`allocscope demo: the example server (8 threads; per request 4 KiB-16 MiB of small temporaries, Pareto; a cache that lives on) under each allocator, ${seconds} s of load each.\n`);
   }
-  const { code } = await compareWithOptions(
+  const { code, summary } = await compareWithOptions(
     {
       command: [server, '--port', String(port)],
       variants: parseVariants(DEMO_VARIANTS),
@@ -63,5 +65,14 @@ export async function demoCommand(argv: readonly string[], out: (text: string) =
     out,
     err,
   );
+  if (flags.json !== true && summary.runs.some((r) => r.samplesFile !== null)) {
+    // The page to look at (allocscope report): beside the samples, in the run directory.
+    try {
+      const written = writeReport(loadReportInput(outDir), join(outDir, 'report.html'));
+      out(`Report: ${written.path} (open it in a browser; allocscope report ${outDir} writes it again)`);
+    } catch (error) {
+      err(`allocscope demo: the HTML report could not be written: ${(error as Error).message}`);
+    }
+  }
   return code;
 }

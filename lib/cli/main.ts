@@ -7,6 +7,7 @@ import { attachCommand } from './attach';
 import { compareCommand } from './compare';
 import { demoCommand } from './demo';
 import { profilePidCommand } from './profile-pid';
+import { reportCommand } from './report';
 import { runCommand } from './run';
 import { snapshotCommand } from './snapshot-command';
 
@@ -37,6 +38,9 @@ commands:
       [--duration D] [--json] [--quiet] -- CMD ARGS
                                start CMD with that allocator and the agent preloaded, profile it,
                                pass signals through; at --duration CMD is sent SIGTERM
+  report RUN_DIR|FILE.ndjson [-o report.html] [--quiet]
+                               one self-contained HTML page (charts, summary table, verdicts) of a
+                               compare run directory or a profile-pid --out file
   help                         this text`;
 
 export async function main(argv: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
@@ -55,6 +59,8 @@ export async function main(argv: readonly string[], out: (text: string) => void,
         return await profilePidCommand(rest, out, err);
       case 'run':
         return await runCommand(rest, out, err);
+      case 'report':
+        return reportCommand(rest, out);
       case 'agent-path':
         out(agentLibraryPath());
         return 0;

@@ -18,6 +18,13 @@ export interface SnapshotOptions {
    * smallBinFrag (~150 mallctls).
    */
   detail?: 'summary' | 'full';
+  /**
+   * false: skip the allocator's read (statm RSS, peak RSS and V8 only, about 2 us whatever the
+   * heap): the cheap tier a cost budget falls back to (monitor.ts) when the allocator's read would
+   * cost too much, e.g. glibc mallinfo2 on a heap of a million free chunks (~150 ms). The snapshot's
+   * level is then 'proc-basic' and levelNote says why. Default true.
+   */
+  allocator?: boolean;
 }
 
 export interface AllocatorReport extends AllocatorIdentity {
@@ -39,16 +46,33 @@ export function allocator(): AllocatorReport {
   };
 }
 
-function detailOf(options: SnapshotOptions | undefined): boolean {
-  if (options === undefined) return false;
+interface ReadPlan {
+  full: boolean;
+  withAllocator: boolean;
+}
+
+const SUMMARY_PLAN: ReadPlan = { full: false, withAllocator: true };
+
+function planOf(options: SnapshotOptions | undefined): ReadPlan {
+  if (options === undefined) return SUMMARY_PLAN;
   if (typeof options !== 'object' || options === null) {
     throw new AllocscopeError('EINVAL', `snapshot options must be an object like { detail: 'full' }; got ${describe(options)}.`);
   }
-  const { detail = 'summary' } = options;
+  const { detail = 'summary', allocator: withAllocator = true } = options;
   if (detail !== 'summary' && detail !== 'full') {
     throw new AllocscopeError('EINVAL', `snapshot detail must be 'summary' or 'full'; got ${describe(detail)}.`, { detail });
   }
-  return detail === 'full';
+  if (typeof withAllocator !== 'boolean') {
+    throw new AllocscopeError('EINVAL', `snapshot option allocator must be true or false; got ${describe(withAllocator)}.`, { allocator: withAllocator });
+  }
+  return { full: detail === 'full', withAllocator };
+}
+
+/** Why a snapshot taken with { allocator: false } has no allocator figures. */
+export const ALLOCATOR_SKIPPED_NOTE = 'allocator not read (snapshot option allocator: false)';
+
+function flagsOf(plan: ReadPlan): number {
+  return (plan.withAllocator ? SAMPLE_WITH_ALLOCATOR : 0) | sampleFlags(plan.full);
 }
 
 function v8BytesNow(full: boolean): V8Bytes {
@@ -68,23 +92,24 @@ function extraRatiosFor(name: AllocatorName, full: boolean, sample: Sample): Par
   return { smallBinFrag: smallBinFragOf(jemalloc.bins(), allocated) };
 }
 
-function finish(slots: Float64Array, full: boolean, start: bigint, time: number): Snapshot {
+function finish(slots: Float64Array, plan: ReadPlan, start: bigint, time: number): Snapshot {
+  const { full, withAllocator } = plan;
   const live = allocator();
   const sample = sampleFromSlots(slotNames(), slots);
   const v8Bytes = v8BytesNow(full);
-  const extraRatios = extraRatiosFor(live.name, full, sample);
+  const extraRatios = withAllocator ? extraRatiosFor(live.name, full, sample) : undefined;
   return assembleSnapshot({
     sample,
     pid: process.pid,
     time,
     source: 'addon',
-    level: 'agent',
-    levelNote: null,
+    level: withAllocator ? 'agent' : full ? 'proc-detailed' : 'proc-basic',
+    levelNote: withAllocator ? null : ALLOCATOR_SKIPPED_NOTE,
     allocator: { name: live.name, version: live.version, detectedBy: live.detectedBy },
     v8Bytes,
     extraRatios,
     costNs: Number(process.hrtime.bigint() - start),
-    extraCost: full && live.name === 'jemalloc' ? 'expensive' : undefined,
+    extraCost: withAllocator && full && live.name === 'jemalloc' ? 'expensive' : undefined,
   });
 }
 
@@ -101,12 +126,12 @@ let syncSlots: Float64Array | undefined;
 
 /** One Snapshot of this process (schema v1), taken on the calling thread. */
 export function snapshot(options?: SnapshotOptions): Snapshot {
-  const full = detailOf(options);
+  const plan = planOf(options);
   const start = process.hrtime.bigint();
   const time = Date.now();
   syncSlots ??= new Float64Array(slotNames().length);
-  native().sampleInto(syncSlots, liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
-  return finish(syncSlots, full, start, time);
+  native().sampleInto(syncSlots, liveDetection().kind, flagsOf(plan));
+  return finish(syncSlots, plan, start, time);
 }
 
 /**
@@ -115,11 +140,20 @@ export function snapshot(options?: SnapshotOptions): Snapshot {
  * takes the allocator's locks: threads allocating meanwhile wait for their arena.
  */
 export async function snapshotAsync(options?: SnapshotOptions): Promise<Snapshot> {
-  const full = detailOf(options);
+  return (await timedSnapshotAsync(options)).snapshot;
+}
+
+/**
+ * snapshotAsync(), and what the native read alone cost on its worker thread (ns). Snapshot.cost.ns
+ * also counts the wait for a libuv worker; a cost budget (cost-budget.ts) wants the read itself.
+ */
+export async function timedSnapshotAsync(options?: SnapshotOptions): Promise<{ snapshot: Snapshot; nativeNs: number }> {
+  const plan = planOf(options);
   const start = process.hrtime.bigint();
   const time = Date.now();
-  const slots = await native().sampleAsync(liveDetection().kind, SAMPLE_WITH_ALLOCATOR | sampleFlags(full));
-  return finish(slots, full, start, time);
+  const slots = await native().sampleAsync(liveDetection().kind, flagsOf(plan));
+  const nativeNs = slots[slotNames().indexOf('costNs')];
+  return { snapshot: finish(slots, plan, start, time), nativeNs };
 }
 
 /**

@@ -121,7 +121,8 @@ t.test('Ctrl-C mid-compare stops every child it started and keeps the data', asy
   while (Date.now() < until && !(existsSync(file) && readFileSync(file, 'utf8').split('\n').length > 4)) await new Promise((r) => setTimeout(r, 50));
   if (!existsSync(file)) {
     child.kill('SIGKILL');
-    return t.fail(`no samples within 40 s; compare said: ${stdout}`);
+    t.fail(`no samples within 40 s; compare said: ${stdout}`);
+    return;
   }
   const serverPid = (JSON.parse(readFileSync(file, 'utf8').split('\n')[0]) as Snapshot).pid;
   t.ok(processAlive(serverPid), 'the server runs while compare does');

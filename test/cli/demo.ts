@@ -28,6 +28,8 @@ t.test('npm run demo (the compiled CLI), shortened: every installed variant runs
   t.match(result.stdout, /variant\s+rank\s+RSS start\s+RSS end/);
   t.match(result.stdout, /RSS vs requests/);
   t.match(result.stdout, `Run directory: ${out}`);
+  t.match(result.stdout, `Report: ${join(out, 'report.html')}`);
+  t.ok(existsSync(join(out, 'report.html')), 'the HTML report is written into the run directory');
   const summary = readCompareSummary(out);
   for (const run of summary.runs) {
     if (allocatorInstalled(run.allocator)) {

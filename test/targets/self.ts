@@ -163,6 +163,20 @@ if (scenarioName() !== undefined) {
     t.throws(() => snapshot({ detail: 'everything' as 'full' }), { code: 'EINVAL' });
     t.throws(() => snapshot('full' as unknown as { detail: 'full' }), { code: 'EINVAL' });
     t.ok(snapshot({}) && snapshot({ detail: 'summary' }));
+    t.throws(() => snapshot({ allocator: 'no' as unknown as boolean }), { code: 'EINVAL' });
+  });
+
+  t.test('{ allocator: false }: RSS and V8 without the allocator read, and it says so', async (t) => {
+    for (const cheap of [snapshot({ allocator: false }), await snapshotAsync({ allocator: false })]) {
+      t.equal(cheap.allocatorBytes.allocated, null);
+      t.equal(cheap.ratios.totalOverhead, null, 'no ratio without allocator figures');
+      t.ok((cheap.processBytes.rss ?? 0) > 0);
+      t.ok((cheap.v8Bytes?.heapUsed ?? 0) > 0);
+      t.equal(cheap.level, 'proc-basic');
+      t.match(cheap.levelNote, /allocator not read/);
+      t.equal(cheap.raw.mallinfo2, undefined, 'no allocator figures under raw either');
+    }
+    t.equal(snapshot({ allocator: false, detail: 'full' }).level, 'proc-detailed', 'with /proc/self/status');
   });
 
 }

@@ -1,0 +1,183 @@
+/**
+ * Sampling this process within a cost budget: the monitor and the exporters read snapshots through
+ * a SnapshotGovernor, which predicts what the next allocator read will cost from what the last one
+ * cost, and keeps the reads inside two limits:
+ *
+ * - a duty cycle (default 0.1% of wall time): reads are spaced at least cost / dutyCycle apart,
+ *   so the interval stretches as the heap gets more expensive to read;
+ * - a per-sample cap on the JS thread (default 1 ms): above it, samples fall back to the cheap tier
+ *   (statm RSS + V8, ~2 us whatever the heap) and say so, and the allocator is probed again, off the
+ *   JS thread, only as often as the duty cycle allows.
+ *
+ * Why: glibc's mallinfo2 walks every free chunk holding each arena's lock, about 0.2 us + 150 ns
+ * per free chunk (150 ms at a million free chunks), and jemalloc's epoch costs about 10 us per arena
+ * (references/limits.md §1, §3). A monitor that read them blindly at 1 Hz could stall the event loop
+ * of exactly the fragmented services it exists to help.
+ */
+import { AllocscopeError, checkNumber, describe } from './errors';
+import type { Snapshot } from './snapshot';
+import { allocator, snapshot, timedSnapshotAsync } from './targets/self';
+
+export interface CostBudget {
+  /** Largest share of wall time spent reading the allocator, from 0.000001 to 0.5. Default 0.001 (0.1%). */
+  dutyCycle: number;
+  /** Longest an allocator read may take on the JS thread, ms, from 0.01 to 10,000. Default 1. */
+  maxSampleMs: number;
+}
+
+export const DEFAULT_COST_BUDGET: Readonly<CostBudget> = { dutyCycle: 0.001, maxSampleMs: 1 };
+
+/** Checks a partial budget and fills in the defaults; EINVAL on anything out of range. */
+export function resolveBudget(input: Partial<CostBudget> | undefined, label = 'budget'): CostBudget {
+  if (input === undefined) return { ...DEFAULT_COST_BUDGET };
+  if (typeof input !== 'object' || input === null) {
+    throw new AllocscopeError('EINVAL', `${label} must be an object like { dutyCycle: 0.001, maxSampleMs: 1 }; got ${describe(input)}.`);
+  }
+  const { dutyCycle = DEFAULT_COST_BUDGET.dutyCycle, maxSampleMs = DEFAULT_COST_BUDGET.maxSampleMs } = input;
+  return {
+    dutyCycle: checkNumber(`${label}.dutyCycle`, dutyCycle, 0.000001, 0.5),
+    maxSampleMs: checkNumber(`${label}.maxSampleMs`, maxSampleMs, 0.01, 10_000),
+  };
+}
+
+/** 'allocator': the allocator was read; 'cheap': RSS and V8 only, the allocator's read was over budget. */
+export type SampleTier = 'allocator' | 'cheap';
+
+export interface GovernedSample {
+  snapshot: Snapshot;
+  tier: SampleTier;
+  /** True when the allocator was read on a libuv worker thread rather than the JS thread. */
+  offThread: boolean;
+  /** What this sample's allocator read cost, ns (on a worker: the read alone); null on the cheap tier. */
+  readNs: number | null;
+  /** What the governor expects the next allocator read to cost, ns; null before the first one. */
+  predictedNs: number | null;
+  /** Why this sample is cheap or was read off the JS thread; null for a plain sample. */
+  note: string | null;
+}
+
+/**
+ * Timers fire up to a millisecond early against performance.now() (libuv counts whole ms), so a
+ * read due at t is allowed from t - 1 ms: otherwise a monitor paced exactly at the duty cycle's
+ * interval would find every other sample "too soon".
+ */
+const TIMER_SLACK_MS = 1;
+
+/** The longest wait between probes of an over-budget allocator: an hour. */
+const MAX_PROBE_GAP_MS = 3_600_000;
+
+/**
+ * Decides, sample by sample, whether to read the allocator, where (JS thread or worker) and when.
+ * One per consumer (a monitor, an exporter); not shared across threads.
+ */
+export class SnapshotGovernor {
+  readonly budget: CostBudget;
+  readonly detail: 'summary' | 'full';
+  /** What the last allocator read cost, ns (the whole snapshot, as Snapshot.cost.ns measures it). */
+  private lastAllocatorNs: number | null = null;
+  /** performance.now() from which the budget allows the next allocator read. */
+  private nextAllocatorAt = Number.NEGATIVE_INFINITY;
+  /** Set while the allocator's read is over the cap: no read on the JS thread until a probe says otherwise. */
+  private overCap = false;
+  private probeGapMs = 0;
+  private readonly allocatorName: string;
+  /** Nanoseconds spent in allocator reads and cheap reads since construction (on any thread). */
+  spentNs = 0;
+
+  constructor(budget: CostBudget, detail: 'summary' | 'full' = 'summary') {
+    this.budget = budget;
+    this.detail = detail;
+    this.allocatorName = allocator().name;
+  }
+
+  /** The allocator read's predicted cost, ns; null until one was measured. */
+  get predictedNs(): number | null {
+    return this.lastAllocatorNs;
+  }
+
+  /** The shortest spacing of allocator reads the duty cycle allows, ms (0 before the first read). */
+  minIntervalMs(): number {
+    return this.lastAllocatorNs === null ? 0 : this.lastAllocatorNs / 1e6 / this.budget.dutyCycle;
+  }
+
+  /** True while allocator reads are over the per-sample cap and samples are cheap. */
+  get cheapTier(): boolean {
+    return this.overCap;
+  }
+
+  /**
+   * One sample, as deep as the budget allows now. Never throws for budget reasons; a failing read
+   * (which the addon does not do) would reject.
+   */
+  async take(now: number = performance.now()): Promise<GovernedSample> {
+    const capNs = this.budget.maxSampleMs * 1e6;
+    const dueAt = this.nextAllocatorAt - TIMER_SLACK_MS;
+    if (this.overCap) {
+      if (now < dueAt) return this.cheap(`allocator read last cost ${msText(this.lastAllocatorNs)} ms, over the ${this.budget.maxSampleMs} ms cap: cheap tier (RSS + V8) until the next probe in ${((dueAt - now) / 1000).toFixed(0)} s`);
+      return this.probe(now, capNs);
+    }
+    if (now < dueAt) {
+      // Within budget per sample, but too soon for the duty cycle: the caller asked faster than
+      // the budget allows (a monitor stretches its interval instead; a scrape lands here).
+      return this.cheap(`allocator read costs ${msText(this.lastAllocatorNs)} ms; the ${formatShare(this.budget.dutyCycle)} duty cycle allows one every ${(this.minIntervalMs() / 1000).toFixed(2)} s`);
+    }
+    // glibc's read always goes to a worker thread: its cost follows the number of free chunks,
+    // which nothing cheap can tell beforehand (10,000 new free chunks cost 1.5 ms of walk but only
+    // ~5 MiB of heap), so the last cost cannot safely predict the next. On the worker, the JS
+    // thread waits only if it needs an arena while the walk holds that arena's lock. Other
+    // allocators' reads are bounded (jemalloc: an epoch per arena): on the JS thread, unless near the cap.
+    if (this.allocatorName === 'glibc' || (this.lastAllocatorNs !== null && this.lastAllocatorNs > capNs / 2)) {
+      return this.probe(now, capNs);
+    }
+    const taken = snapshot({ detail: this.detail });
+    this.record(taken.cost.ns, now, capNs);
+    return { snapshot: taken, tier: 'allocator', offThread: false, readNs: taken.cost.ns, predictedNs: this.lastAllocatorNs, note: null };
+  }
+
+  private async probe(now: number, capNs: number): Promise<GovernedSample> {
+    const { snapshot: taken, nativeNs } = await timedSnapshotAsync({ detail: this.detail });
+    // The read itself, as the worker timed it: cost.ns would add the wait for a libuv worker (and
+    // the threadpool's start on first use), which says nothing about what a read on the JS thread costs.
+    const costNs = Number.isFinite(nativeNs) ? nativeNs : taken.cost.ns;
+    const wasOver = this.overCap;
+    this.record(costNs, now, capNs);
+    const note = this.overCap
+      ? `allocator read cost ${msText(costNs)} ms (on a worker thread), over the ${this.budget.maxSampleMs} ms cap: cheap tier until the next probe in ${(this.probeGapMs / 1000).toFixed(0)} s`
+      : wasOver
+        ? `allocator read back under the ${this.budget.maxSampleMs} ms cap (${msText(costNs)} ms, on a worker thread)`
+        : `allocator read on a worker thread (${msText(costNs)} ms)`;
+    return { snapshot: taken, tier: 'allocator', offThread: true, readNs: costNs, predictedNs: this.lastAllocatorNs, note };
+  }
+
+  private record(costNs: number, now: number, capNs: number): void {
+    this.spentNs += costNs;
+    this.lastAllocatorNs = costNs;
+    const dutyGapMs = this.minIntervalMs();
+    if (costNs > capNs) {
+      // Back off: each probe that is still over the cap doubles the gap (never below what the
+      // duty cycle requires, never above an hour).
+      this.probeGapMs = Math.min(MAX_PROBE_GAP_MS, Math.max(dutyGapMs, this.overCap ? this.probeGapMs * 2 : 0));
+      this.overCap = true;
+      this.nextAllocatorAt = now + this.probeGapMs;
+    } else {
+      this.overCap = false;
+      this.probeGapMs = 0;
+      this.nextAllocatorAt = now + dutyGapMs;
+    }
+  }
+
+  private cheap(note: string): GovernedSample {
+    const taken = snapshot({ allocator: false });
+    taken.levelNote = note;
+    this.spentNs += taken.cost.ns;
+    return { snapshot: taken, tier: 'cheap', offThread: false, readNs: null, predictedNs: this.lastAllocatorNs, note };
+  }
+}
+
+function msText(ns: number | null): string {
+  return ns === null ? '?' : (ns / 1e6).toFixed(3);
+}
+
+function formatShare(share: number): string {
+  return `${+(share * 100).toPrecision(3)}%`;
+}
