@@ -53,6 +53,11 @@ t.test('--json, and its flags checked', async (t) => {
   const summary = JSON.parse(lines[0]) as { dir: string; runs: Array<{ status: string }> };
   t.equal(summary.dir, join(root, 'json'));
   t.ok(summary.runs.some((r) => r.status === 'complete'));
+  const text: string[] = [];
+  const progress: string[] = [];
+  t.equal(await demoCommand(['--seconds', '1', '--quiet', '--out', join(root, 'in-process')], (l) => text.push(l), (l) => progress.push(l)), 0);
+  t.same(progress, [], '--quiet: no progress');
+  t.match(text.join('\n'), `Report: ${join(root, 'in-process', 'report.html')}`);
   await t.rejects(demoCommand(['--seconds', '0'], () => {}), { name: 'UsageError' });
   await t.rejects(demoCommand(['--what'], () => {}), { name: 'UsageError' });
 });
