@@ -73,6 +73,14 @@
           "cflags": ["-fPIC"],
           "ldflags": ["-Wl,-z,nodelete"],
           "libraries": ["-lm"]
+        },
+        {
+          # The demo's example server (`allocscope demo`): shipped and built with the package.
+          "target_name": "demo_server",
+          "type": "executable",
+          "sources": ["native/demo-server/demo_server.c"],
+          "cflags": ["-O2"],
+          "libraries": ["-lm", "-lpthread"]
         }
       ]
     }],

@@ -4,6 +4,7 @@ import { AllocscopeError } from '../errors';
 import { UsageError } from './args';
 import { agentLibraryPath } from '../targets/agent';
 import { attachCommand } from './attach';
+import { compareCommand } from './compare';
 import { demoCommand } from './demo';
 import { profilePidCommand } from './profile-pid';
 import { reportCommand } from './report';
@@ -14,7 +15,16 @@ const USAGE = `usage: allocscope <command> [flags]
 
 commands:
   snapshot [--json] [--full]   this process's allocator, RSS and ratios (a smoke test)
-  demo [--seconds N] [--json]  the same malloc-heavy workload under each installed allocator, compared
+  demo [--seconds N] [--json] [--out DIR]
+                               compare on the bundled example server (8 threads, heavy-tailed
+                               requests): each allocator N s (default 20) under the same load
+  compare [--allocators glibc,jemalloc,tcmalloc,mimalloc,glibc:MALLOC_ARENA_MAX=2]
+          [--requests 200000] [--step 1000] [--concurrency 10] [--url http://127.0.0.1:PORT/path]
+          [--load builtin|ab|wrk|'["cmd","{url}"]'|'shell command'] [--repeat N] [--out DIR]
+          [--duration D] [--start-timeout D] [--json] [--quiet] -- SERVER_CMD ARGS
+                               the same server and load under each allocator: RSS and live bytes
+                               every --step requests, table, chart, run directory ({port} in
+                               SERVER_CMD: a free port, and the default --url)
   agent-path                   the path of liballocscope_agent.so, for LD_PRELOAD
   attach PID --allow-inject [--json] [--timeout MS]
                                load the agent into a running process with gdb (without
@@ -39,8 +49,10 @@ export async function main(argv: readonly string[], out: (text: string) => void,
     switch (command) {
       case 'snapshot':
         return snapshotCommand(rest, out);
+      case 'compare':
+        return await compareCommand(rest, out, err);
       case 'demo':
-        return await demoCommand(rest, out);
+        return await demoCommand(rest, out, err);
       case 'attach':
         return await attachCommand(rest, out, err);
       case 'profile-pid':

@@ -10,6 +10,9 @@
  * `requestsAtSample[i]` is the number of requests completed when line i of `samplesFile` was
  * sampled, so a report can plot memory against requests (the seed's graph) rather than time.
  */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AllocscopeError } from '../errors';
 import type { AllocatorName } from '../snapshot';
 import type { VerdictKind } from '../verdict';
 
@@ -78,4 +81,63 @@ export interface CompareSummary {
   runs: CompareVariantRun[];
   /** Variant labels, lowest median RSS growth per 10k requests first (complete runs only). */
   ranking: string[];
+  /** Optional (added after version 1's first shape): one entry per variant, in --allocators order. */
+  variants?: CompareVariantAggregate[];
+  /** Optional: the URL the load was sent to. */
+  url?: string;
+  /** Optional: 'done', or 'interrupted' (Ctrl-C stopped compare; the runs so far are kept). */
+  endedBy?: 'done' | 'interrupted';
+}
+
+/** Across the complete runs of one variant (with --repeat N, N runs): medians, and their spread. */
+export interface CompareVariantAggregate {
+  label: string;
+  allocator: AllocatorName;
+  /** Complete runs the figures are taken over (0: every figure is null). */
+  completeRuns: number;
+  /** Medians over the complete runs. */
+  rssStartBytes: number | null;
+  rssEndBytes: number | null;
+  rssGrowthPer10kRequests: number | null;
+  liveBytesEnd: number | null;
+  totalOverheadEnd: number | null;
+  externalFragEnd: number | null;
+  requestsPerSecond: number | null;
+  /** Median RSS at the end / the first variant's (the baseline, usually plain glibc); null without both. */
+  rssEndVsBaseline: number | null;
+  /** [min, max] over the complete runs, null when there are none. */
+  spread: {
+    rssEndBytes: [number, number] | null;
+    rssGrowthPer10kRequests: [number, number] | null;
+    requestsPerSecond: [number, number] | null;
+  };
+  /** The most frequent verdict of the complete runs (ties: the first run's). */
+  verdict: VerdictKind | null;
+}
+
+/**
+ * Writes DIR/summary.json atomically (a temporary file renamed over it), so a reader never sees
+ * half a summary even while compare rewrites it after every run.
+ */
+export function writeCompareSummary(dir: string, summary: CompareSummary): void {
+  const path = join(dir, COMPARE_SUMMARY_FILE);
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(summary, null, 2)}\n`);
+  renameSync(temporary, path);
+}
+
+/** Reads DIR/summary.json; EINVAL when it is missing, not JSON, or of another version. */
+export function readCompareSummary(dir: string): CompareSummary {
+  const path = join(dir, COMPARE_SUMMARY_FILE);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new AllocscopeError('EINVAL', `${path} is not a compare summary (${(error as Error).message}); give the directory allocscope compare --out wrote.`, { path });
+  }
+  const summary = parsed as Partial<CompareSummary> | null;
+  if (summary === null || typeof summary !== 'object' || summary.version !== COMPARE_SUMMARY_VERSION || !Array.isArray(summary.runs)) {
+    throw new AllocscopeError('EINVAL', `${path} is not a version ${COMPARE_SUMMARY_VERSION} compare summary; it was written by another allocscope version.`, { path });
+  }
+  return summary as CompareSummary;
 }
