@@ -18,7 +18,7 @@ for (const target of TARGETS) {
     t.comment(line);
     if (run.status !== 0) t.comment(`${run.stdout}\n${run.stderr}`);
     t.equal(run.status, 0, 'scripts/fuzz exits 0');
-    const figures = /runs (\d+), execs\/s (\d+), coverage (\d+) edges.*crashes (\d+)/.exec(line);
+    const figures = /runs (\d+), execs\/s (\d+), coverage (\d+) of \d+ edges.*crashes (\d+)/.exec(line);
     t.ok(figures, 'the run reports its figures');
     if (figures !== null) {
       t.ok(Number(figures[1]) > 1000, `${figures[1]} inputs ran`);
