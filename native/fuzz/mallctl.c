@@ -43,7 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 static const char *const writable[] = {
     "epoch", "thread.tcache.enabled", "arenas.dirty_decay_ms", "arenas.muzzy_decay_ms",
-    "arena.0.dirty_decay_ms", "arena.0.muzzy_decay_ms", "no.such.name",
+    "arena.0.dirty_decay_ms", "arena.0.muzzy_decay_ms", "thread.arena", "no.such.name",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -72,6 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t bits;
     memcpy(&bits, data + 2, 8);
     if (trace) fprintf(stderr, "W %s %zu %llu\n", name, width, (unsigned long long)bits);
+    /* thread.arena beyond arenas.narenas is refused by jemalloc (EFAULT); keep it in range so the
+       write path is exercised, not only the refusal. */
+    if (strcmp(name, "thread.arena") == 0) bits %= 4;
     int rc = asp_je_write_sized(name, bits, width);
     if (width != 1 && width != 4 && width != 8 && rc != EINVAL) abort();
     if (width == 1 && bits > 1 && rc != EINVAL) abort(); /* a bool is 0 or 1 (jemalloc_probe.c) */
