@@ -23,8 +23,11 @@
     "libraries": ["-ldl", "-lpthread"],
     "conditions": [
       ["werror==1", { "cflags": ["-Werror"] }],
+      # ASan+UBSan (README "Building and testing": scripts/asan-test loads the addon into an
+      # uninstrumented node with libasan preloaded). UBSan aborts on its first report
+      # (-fno-sanitize-recover) so a test run cannot pass over one.
       ["asan==1", {
-        "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"],
+        "cflags": ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"],
         "ldflags": ["-fsanitize=address,undefined"]
       }]
     ]

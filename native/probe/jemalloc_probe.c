@@ -254,7 +254,10 @@ int asp_je_write_sized(const char *name, uint64_t bits, size_t size) {
   if (asp_je_bind() != 0) return ENOSYS;
   unsigned char buf[8];
   switch (size) {
-    case 1: buf[0] = (unsigned char)bits; break;
+    /* Every 1-byte mallctl of jemalloc 5.3 is a C bool, and jemalloc copies the byte unchecked:
+       writing 2 to thread.tcache.enabled, then 0, crashes it (SIGSEGV in a mutex of the tcache;
+       found by native/fuzz/mallctl). Only 0 and 1 are bools. */
+    case 1: if (bits > 1) return EINVAL; buf[0] = (unsigned char)bits; break;
     case 4: { uint32_t v = (uint32_t)bits; memcpy(buf, &v, 4); break; }
     case 8: memcpy(buf, &bits, 8); break;
     default: return EINVAL;

@@ -74,8 +74,12 @@ static ssize_t read_kept(kept_file *file, char *buf, size_t cap) {
 int asp_read_statm(asp_statm *out) {
   char buf[256];
   if (read_kept(&statm_file, buf, sizeof(buf)) <= 0) return -1;
+  return asp_parse_statm(buf, out);
+}
+
+int asp_parse_statm(const char *text, asp_statm *out) {
   long long size = 0, resident = 0, shared = 0;
-  if (sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) != 3) return -1;
+  if (sscanf(text, "%lld %lld %lld", &size, &resident, &shared) != 3) return -1;
   out->size_pages = size;
   out->resident_pages = resident;
   out->shared_pages = shared;

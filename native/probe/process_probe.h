@@ -32,7 +32,9 @@ typedef struct {
 int asp_read_statm(asp_statm *out);
 int asp_read_status(asp_status *out);
 
-/* Parses status text (exposed for the fuzz targets). */
+/* Parse NUL-terminated statm / status text (exposed for the fuzz targets, native/fuzz/).
+   asp_parse_statm returns 0, or -1 when the first three fields are not numbers. */
+int asp_parse_statm(const char *text, asp_statm *out);
 void asp_parse_status(const char *text, asp_status *out);
 
 int64_t asp_page_size(void);

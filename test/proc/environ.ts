@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { isAllocatorVariable, parseAllocatorEnvironment, preloadedLibraries, readAllocatorEnvironment } from '../../lib/proc/environ';
 import { runScenario, scenarioName } from '../helpers/child';
 import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
@@ -75,5 +76,28 @@ if (scenarioName() !== undefined) {
     const target = await startOtherUsersProcess();
     t.teardown(() => target.stop());
     t.same(await withoutCapabilities(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
+  });
+
+  // ---- property tests (fast-check) ----
+  t.test('property: any environment block yields only allocator variables, each at its first value', (t) => {
+    const name = fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('LD_PRELOAD', 'MALLOC_ARENA_MAX', 'MALLOC_CONF', 'TCMALLOC_RELEASE_RATE', 'MIMALLOC_', 'MALLOC_', 'SECRET_TOKEN', '__proto__', 'constructor'));
+    const entry = fc.oneof(fc.tuple(name, fc.string({ maxLength: 20 })).map(([n, v]) => `${n}=${v}`), fc.string({ maxLength: 20 }));
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 30 }), (entries) => {
+        const block = entries.join('\0');
+        const found = parseAllocatorEnvironment(block);
+        // What a first-match getenv() would return for each allocator variable of the block.
+        const expected = new Map<string, string>();
+        for (const e of block.split('\0')) {
+          const at = e.indexOf('=');
+          if (at > 0 && isAllocatorVariable(e.slice(0, at)) && !expected.has(e.slice(0, at))) expected.set(e.slice(0, at), e.slice(at + 1));
+        }
+        t.same(Object.entries(found), [...expected.entries()]);
+        preloadedLibraries(found).forEach((library) => t.notMatch(library, /[\s:]/));
+        return Object.keys(found).every(isAllocatorVariable);
+      }),
+      { numRuns: 300 },
+    );
+    t.end();
   });
 }

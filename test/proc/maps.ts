@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import fc from 'fast-check';
 import { allocatorOfLibrary, classifyRegions, GLIBC_HEAP_MAX_BYTES, mapsSlots, parseMaps, readMaps, summarizeMaps } from '../../lib/proc/maps';
 import { readStatus } from '../../lib/proc/status';
 import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
@@ -214,4 +215,39 @@ t.test('readMaps: a reaped pid is ESRCH, a bad pid EINVAL', async (t) => {
   const gone = await reapedPid();
   t.throws(() => readMaps(gone), { code: 'ESRCH' });
   t.throws(() => readMaps(2.5), { code: 'EINVAL' });
+});
+
+// ---- property tests (fast-check) ----
+t.test('property: parseMaps, classifyRegions, summarizeMaps and mapsSlots never throw on any text', (t) => {
+  const hex = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((n) => n.toString(16));
+  const line = fc.oneof(
+    fc.string({ maxLength: 60 }),
+    fc
+      .tuple(hex, hex, fc.stringMatching(/^[-rwxsp]{4}$/), hex, fc.nat(), fc.oneof(fc.constant(''), fc.string({ maxLength: 30 }), fc.constantFrom('[heap]', '[stack]', '[anon:glibc: malloc arena]', '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2')))
+      .map(([s, e, p, o, inode, path]) => `${s}-${e} ${p} ${o} 00:00 ${inode} ${path}`),
+  );
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 40 }), (lines) => {
+      const regions = parseMaps(lines.join('\n'));
+      const kinds = classifyRegions(regions);
+      const slots = mapsSlots(summarizeMaps(regions));
+      return kinds.length === regions.length && Object.values(slots).every((v) => typeof v === 'number' && !Number.isNaN(v));
+    }),
+    { numRuns: 300 },
+  );
+  t.end();
+});
+
+t.test('property: generated maps lines parse back to their fields (addresses below 2^53)', (t) => {
+  const region = fc
+    .tuple(fc.nat({ max: 2 ** 47 }), fc.nat({ max: 2 ** 30 }), fc.stringMatching(/^[-r][-w][-x][sp]$/), fc.nat({ max: 2 ** 40 }), fc.nat(), fc.stringMatching(/^(|\[heap\]|\[stack\]|\/[a-z0-9_./-]{1,30})$/))
+    .map(([start, length, perms, offset, inode, path]) => ({ start, end: start + length, perms, offset, inode, path }));
+  fc.assert(
+    fc.property(fc.array(region, { maxLength: 20 }), (regions) => {
+      const text = regions.map((r) => `${r.start.toString(16)}-${r.end.toString(16)} ${r.perms} ${r.offset.toString(16).padStart(8, '0')} fd:01 ${r.inode}${r.path === '' ? '' : `${' '.repeat(10)}${r.path}`}`).join('\n');
+      t.same(parseMaps(text), regions);
+    }),
+    { numRuns: 200 },
+  );
+  t.end();
 });

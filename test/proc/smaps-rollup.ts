@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import {
   decideSmapsRead,
   DEFAULT_SMAPS_GATE_POLICY,
@@ -157,5 +158,34 @@ if (scenarioName() !== undefined) {
     const target = await startOtherUsersProcess();
     t.teardown(() => target.stop());
     t.same(await withoutCapabilities(__filename, 'withoutPtrace', { TARGET_PID: String(target.pid) }), { code: 'EACCES' });
+  });
+
+  // ---- property tests (fast-check) ----
+  t.test('property: parseSmapsRollup never throws; every slot is a whole number of kB', (t) => {
+    const line = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.tuple(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 })).map(([k, v]) => `${k}: ${v} kB`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 30 }), (lines) =>
+        Object.entries(parseSmapsRollup(lines.join('\n'))).every(([k, v]) => k.startsWith('smaps_rollup.') && Number.isInteger(v) && v >= 0),
+      ),
+      { numRuns: 500 },
+    );
+    t.end();
+  });
+
+  t.test('property: generated rollup text parses back to its lines, the header and other lines ignored', (t) => {
+    const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/);
+    fc.assert(
+      fc.property(fc.dictionary(key, fc.maxSafeNat(), { maxKeys: 20 }), (fields) => {
+        const text = ['55d0c0a3b000-7ffd4e5f0000 ---p 00000000 00:00 0                          [rollup]', ...Object.entries(fields).map(([k, v]) => `${`${k}:`.padEnd(16)}${String(v).padStart(8)} kB`), ''].join('\n');
+        const expected: Record<string, number> = {};
+        for (const [k, v] of Object.entries(fields)) expected[`smaps_rollup.${k}`] = v;
+        t.same(parseSmapsRollup(text), expected);
+      }),
+      { numRuns: 200 },
+    );
+    t.end();
   });
 }

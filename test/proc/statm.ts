@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { pageSizeFromAuxv, parseStatm, readStatm, systemPageSize } from '../../lib/proc/statm';
 import { readStatus } from '../../lib/proc/status';
 import { reapedPid, startTarget } from '../helpers/proc-child';
@@ -47,4 +48,32 @@ t.test('readStatm of a reaped pid: ESRCH; of a bad pid: EINVAL', async (t) => {
   t.throws(() => readStatm(gone), { code: 'ESRCH' });
   t.throws(() => readStatm(0), { code: 'EINVAL' }, '/proc/0 does not exist, but 0 is no pid to begin with');
   t.throws(() => readStatm(Number.NaN), { code: 'EINVAL' });
+});
+
+// ---- property tests (fast-check) ----
+t.test('property: parseStatm never throws; it yields {} or all five slots, whole page counts', (t) => {
+  const text = fc.oneof(
+    fc.string({ maxLength: 60 }),
+    fc.array(fc.oneof(fc.nat().map(String), fc.string({ maxLength: 4 })), { maxLength: 9 }).map((f) => f.join(' ')),
+  );
+  fc.assert(
+    fc.property(text, (text) => {
+      const slots = parseStatm(text);
+      const values = Object.values(slots);
+      return (values.length === 0 || values.length === 5) && values.every((v) => Number.isInteger(v) && v >= 0);
+    }),
+    { numRuns: 500 },
+  );
+  t.end();
+});
+
+t.test('property: seven generated page counts map to size, resident, shared, text and data', (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.maxSafeNat(), { minLength: 7, maxLength: 7 }), fc.constantFrom('\n', ''), (fields, eol) => {
+      const slots = parseStatm(fields.join(' ') + eol);
+      t.same(slots, { 'statm.size': fields[0], 'statm.resident': fields[1], 'statm.shared': fields[2], 'statm.text': fields[3], 'statm.data': fields[5] });
+    }),
+    { numRuns: 200 },
+  );
+  t.end();
 });

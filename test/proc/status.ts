@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { parseStatus, readStatus } from '../../lib/proc/status';
 import { reapedPid, startTarget } from '../helpers/proc-child';
 
@@ -109,4 +110,50 @@ t.test('readStatus of this process sees its threads', async (t) => {
 t.test('readStatus of a reaped pid: ESRCH', async (t) => {
   const gone = await reapedPid();
   t.throws(() => readStatus(gone), { code: 'ESRCH' });
+});
+
+// ---- property tests (fast-check): any text parses without an exception; generated status text
+// parses back to the values it was made from ----
+t.test('property: parseStatus never throws, and every slot is a whole number of kB or threads', (t) => {
+  const line = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.tuple(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 })).map(([k, v]) => `${k}:${v} kB`),
+    fc.tuple(fc.constantFrom('Name', 'State', 'Tgid', 'PPid', 'Uid', 'Threads', 'VmRSS'), fc.string({ maxLength: 20 })).map(([k, v]) => `${k}:\t${v}`),
+  );
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 30 }), fc.constantFrom('\n', '\r\n', ''), (lines, eol) => {
+      const status = parseStatus(lines.join('\n') + eol);
+      for (const value of Object.values(status.slots)) {
+        if (!Number.isInteger(value) || value < 0) return false;
+      }
+      return typeof status.name === 'string' && status.state.length <= 1;
+    }),
+    { numRuns: 500 },
+  );
+  t.end();
+});
+
+t.test('property: generated status text parses back to its kB lines, ids and thread count', (t) => {
+  const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/).filter((k) => !['Name', 'State', 'Tgid', 'PPid', 'Uid', 'Threads'].includes(k));
+  const kb = fc.dictionary(key, fc.maxSafeNat(), { maxKeys: 20 });
+  fc.assert(
+    fc.property(kb, fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat({ max: 100000 }), fc.constantFrom('R', 'S', 'D', 'Z'), (fields, tgid, ppid, real, effective, threads, state) => {
+      const text = [
+        'Name:\tworker',
+        `State:\t${state} (whatever)`,
+        `Tgid:\t${tgid}`,
+        `PPid:\t${ppid}`,
+        `Uid:\t${real}\t${effective}\t${real}\t${real}`,
+        ...Object.entries(fields).map(([k, v]) => `${k}:\t${String(v).padStart(8)} kB`),
+        `Threads:\t${threads}`,
+      ].join('\n');
+      const status = parseStatus(`${text}\n`);
+      const expected: Record<string, number> = { 'status.Threads': threads };
+      for (const [k, v] of Object.entries(fields)) expected[`status.${k}`] = v;
+      t.same(status.slots, expected);
+      return status.name === 'worker' && status.state === state && status.tgid === tgid && status.ppid === ppid && status.uid?.real === real && status.uid.effective === effective;
+    }),
+    { numRuns: 200 },
+  );
+  t.end();
 });

@@ -1,13 +1,15 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import schema from '../../schema/snapshot.v1.json';
 import { agentLibraryPath, agentRequest, agentSocketExists, agentSocketPath, agentTrim, readAgentSnapshot } from '../../lib/targets/agent';
 import { ALLOCATOR_LIBRARIES } from '../../lib/allocators/libraries';
+import { AllocscopeError } from '../../lib/errors';
 import { PRELOADABLE, skipUnlessInstalled } from '../helpers/child';
 import { ab, nginxSkip, startNginx } from '../helpers/nginx';
 import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
@@ -191,4 +193,108 @@ t.test('a real nginx (master and forked, privilege-dropping workers) under jemal
     t.equal(s.allocator.name, 'jemalloc', 'allocator figures from inside nginx');
     t.ok((s.allocatorBytes.allocated ?? 0) > 0 && (s.processBytes.rss ?? 0) > 0);
   }
+});
+
+// ---- property tests (fast-check): the client's decoding of response lines. A peer on the
+// socket (here a plain Unix-socket server in this process, standing in for an agent that
+// misbehaves) may send anything: agentRequest and readAgentSnapshot must resolve with a v1 ok
+// answer or reject with an AllocscopeError, never throw anything else or hang. ----
+t.test('property: any response line decodes to an ok answer or an AllocscopeError', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-wire-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let reply: { chunks: string[]; end: boolean } = { chunks: [], end: true };
+  const server = createServer((socket) => {
+    socket.once('data', () => {
+      for (const chunk of reply.chunks) socket.write(chunk);
+      if (reply.end) socket.end();
+      else setTimeout(() => socket.destroy(), 50);
+    });
+    socket.on('error', () => {});
+  });
+  const pid = process.pid;
+  await new Promise<void>((resolve) => server.listen(join(dir, `${pid}.sock`), resolve));
+  t.teardown(() => server.close());
+
+  const json = fc.jsonValue({ maxDepth: 3 });
+  const shaped = fc.record(
+    {
+      v: fc.oneof(fc.constant(1), json),
+      ok: fc.oneof(fc.boolean(), json),
+      op: fc.oneof(fc.constant('snapshot'), json),
+      error: fc.oneof(fc.record({ code: fc.oneof(fc.constantFrom('EACCES', 'EPROTO', 'ENOALLOCATOR', 'EAGENT', 'EINVAL', 'EWHAT'), json), message: json }, { requiredKeys: [] }), json),
+      slots: fc.oneof(fc.dictionary(fc.oneof(fc.constantFrom('allocator.allocated', 'statm.resident', 'status.VmRSS', 'glibc.arena'), fc.string({ maxLength: 10 })), fc.oneof(fc.double(), json)), json),
+      allocator: fc.oneof(fc.record({ name: fc.oneof(fc.constantFrom('glibc', 'jemalloc', 'tcmalloc', 'mimalloc', 'unknown'), json), version: json, detectedBy: json }, { requiredKeys: [] }), json),
+      time: fc.oneof(fc.double(), json),
+      v8: json,
+    },
+    { requiredKeys: [] },
+  );
+  // Mostly well-shaped v1 answers (so that the ok path is reached often), then any JSON, then text.
+  const okShaped = shaped.map((o) => JSON.stringify({ ...o, v: 1, ok: true }));
+  const line = fc.oneof(
+    { arbitrary: okShaped, weight: 3 },
+    { arbitrary: shaped.map((o) => JSON.stringify(o)), weight: 2 },
+    { arbitrary: json.map((v) => JSON.stringify(v)), weight: 1 },
+    { arbitrary: fc.string({ maxLength: 40 }), weight: 1 },
+  );
+  // A line split anywhere into chunks, sometimes with no newline at all, sometimes cut short.
+  const response = fc.tuple(line, fc.array(fc.nat(), { maxLength: 3 }), fc.constantFrom('\n', '\nextra', ''), fc.boolean()).map(([text, cuts, tail, end]) => {
+    const full = text + tail;
+    const at = [...new Set(cuts.map((c) => c % (full.length + 1)))].sort((a, b) => a - b);
+    const chunks: string[] = [];
+    let from = 0;
+    for (const cut of [...at, full.length]) {
+      if (cut > from) chunks.push(full.slice(from, cut));
+      from = cut;
+    }
+    return { chunks, end };
+  });
+  let answered = 0;
+  let refused = 0;
+  await fc.assert(
+    fc.asyncProperty(response, fc.boolean(), async (r, snapshot) => {
+      reply = r;
+      try {
+        const result = snapshot ? await readAgentSnapshot(pid, { dir, timeoutMs: 300 }) : await agentRequest(pid, { op: 'info' }, { dir, timeoutMs: 300 });
+        answered++;
+        if (!snapshot) return (result as Record<string, unknown>).v === 1 && (result as Record<string, unknown>).ok === true;
+        return typeof (result as { pid: unknown }).pid === 'number';
+      } catch (error) {
+        refused++;
+        return error instanceof AllocscopeError && ['EACCES', 'EPROTO', 'ENOALLOCATOR', 'EAGENT', 'EINVAL', 'ETIMEDOUT'].includes(error.code);
+      }
+    }),
+    { numRuns: 300 },
+  );
+  t.ok(answered > 0 && refused > 0, `both outcomes reached (${answered} answered, ${refused} refused)`);
+});
+
+t.test('property: a generated ok snapshot answer decodes to a snapshot with its slots and allocator', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-wire-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let reply = '';
+  const server = createServer((socket) => {
+    socket.once('data', () => socket.end(reply));
+    socket.on('error', () => {});
+  });
+  const pid = process.pid;
+  await new Promise<void>((resolve) => server.listen(join(dir, `${pid}.sock`), resolve));
+  t.teardown(() => server.close());
+  await fc.assert(
+    fc.asyncProperty(
+      fc.nat({ max: 2 ** 40 }),
+      fc.nat({ max: 2 ** 40 }),
+      fc.constantFrom('glibc', 'jemalloc', 'tcmalloc', 'mimalloc'),
+      fc.integer({ min: 1, max: 2 ** 42 }),
+      async (rssKb, rssPages, name, time) => {
+        reply = `${JSON.stringify({ v: 1, ok: true, op: 'snapshot', pid, time, allocator: { name, version: '1.0', detectedBy: 'test' }, slots: { 'status.VmRSS': rssKb, 'statm.resident': rssPages } })}\n`;
+        const snapshot = await readAgentSnapshot(pid, { dir, timeoutMs: 1000 });
+        t.equal(snapshot.allocator.name, name);
+        t.equal(snapshot.allocator.version, '1.0');
+        t.same(snapshot.raw, { statm: { resident: rssPages }, status: { VmRSS: rssKb } });
+        t.equal(snapshot.time, time);
+      },
+    ),
+    { numRuns: 50 },
+  );
 });
