@@ -10,6 +10,7 @@
 //                                   [--requests 20000]
 //                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
+const { flagReader, median } = require('../common');
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
@@ -18,10 +19,7 @@ const root = join(__dirname, '..', '..', '..');
 const { readAgentSnapshot, agentLibraryPath, agentSocketExists } = require(join(root, 'dist', 'targets', 'agent.js'));
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
-};
+const flag = flagReader(args);
 const skip = new Set(args.includes('--skip') ? args[args.indexOf('--skip') + 1].split(',') : []);
 const PAIRS = flag('pairs', 30);
 const OPS = flag('ops', 8_000_000);
@@ -30,11 +28,6 @@ const REQUESTS = flag('requests', 20_000);
 const AGENT = agentLibraryPath();
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 function build() {

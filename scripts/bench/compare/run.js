@@ -7,6 +7,7 @@
 // so the noise of this shared machine falls on both sides; medians and ratios are reported.
 //   node scripts/bench/compare/run.js [--rounds 5] [--requests 20000] [--step 1000] [--json]
 'use strict';
+const { flagReader, median } = require('../common');
 const { spawnSync } = require('node:child_process');
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir, cpus, loadavg } = require('node:os');
@@ -17,20 +18,13 @@ const { allocatorInstalled } = require(join(root, 'dist', 'allocators', 'librari
 const { demoServerPath } = require(join(root, 'dist', 'cli', 'demo.js'));
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
-};
+const flag = flagReader(args);
 const ROUNDS = flag('rounds', 5);
 const REQUESTS = flag('requests', 20000);
 const STEP = flag('step', 1000);
 const CONCURRENCY = 10;
 const VARIANTS = parseVariants('glibc,glibc:MALLOC_ARENA_MAX=2,jemalloc').filter((v) => allocatorInstalled(v.allocator));
 const SERVER = [demoServerPath(), '--threads', '4'];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** One compare run of every variant through the compiled CLI; wall time in ms. */
 function compareRun() {

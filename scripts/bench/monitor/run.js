@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 'use strict';
+const { flagReader, median } = require('../common');
 // The monitor's cost, in one run (issue 3's benchmark; figures in scripts/bench/RESULTS.md):
 //
 // 1. HTTP A/B: a node:http service (server.js) under autocannon on 127.0.0.1, with the monitor
@@ -18,20 +19,12 @@ const { join } = require('node:path');
 const autocannon = require('autocannon');
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
+const flag = flagReader(args);
 const ROUNDS = flag('rounds', 5);
 const SECONDS = flag('seconds', 5);
 const STALL_ROUNDS = flag('stall-rounds', 2);
 const MODES = ['off', '1', '10'];
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 function ask(child, message) {
   return new Promise((resolve) => {

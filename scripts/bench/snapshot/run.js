@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 'use strict';
+const { median } = require('../common');
 /**
  * The snapshot benchmark, one command: per allocator (glibc as is; jemalloc, tcmalloc and
  * mimalloc through LD_PRELOAD), a Node process times sampleInto, snapshot() and
@@ -42,12 +43,6 @@ const asJson = process.argv.includes('--json');
 const us = (ns) => (ns / 1000).toFixed(2);
 const x = (ratio) => `${ratio.toFixed(2)}x`;
 const yes = (ok) => (ok ? 'met' : '**not met**');
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 function buildFloor() {
   const probeDir = path.join(root, 'native', 'probe');

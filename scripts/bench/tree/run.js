@@ -8,6 +8,7 @@
 //   node scripts/bench/tree/run.js [--processes 100] [--seconds 120] [--fast-hz 20]
 //                                  [--fast-seconds 60] [--eager-seconds 20]
 'use strict';
+const { flagReader, median } = require('../common');
 const { spawn } = require('node:child_process');
 const { existsSync } = require('node:fs');
 const { loadavg } = require('node:os');
@@ -18,10 +19,7 @@ const { descendants, openProcTree, DESCENDANT_PSS_INTERVAL_MS } = require(join(r
 const { SmapsGate } = require(join(root, 'dist', 'proc', 'smaps-rollup.js'));
 
 const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const at = args.indexOf(`--${name}`);
-  return at >= 0 ? Number(args[at + 1]) : fallback;
-};
+const flag = flagReader(args);
 const PROCESSES = flag('processes', 100);
 const SECONDS = flag('seconds', 120);
 const FAST_HZ = flag('fast-hz', 20);
@@ -30,11 +28,6 @@ const EAGER_SECONDS = flag('eager-seconds', 20);
 const WORKLOAD = join(root, 'build', 'Release', 'heap_workload');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const cpuMicros = (since) => {
   const used = process.cpuUsage(since);
   return used.user + used.system;
