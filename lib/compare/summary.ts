@@ -89,20 +89,18 @@ export interface CompareSummary {
   endedBy?: 'done' | 'interrupted';
 }
 
-/** Across the complete runs of one variant (with --repeat N, N runs): medians, and their spread. */
-export interface CompareVariantAggregate {
+/** The per-run figures an aggregate gives the median of. */
+export type AggregatedFigures = Pick<
+  CompareVariantRun,
+  'rssStartBytes' | 'rssEndBytes' | 'rssGrowthPer10kRequests' | 'liveBytesEnd' | 'totalOverheadEnd' | 'externalFragEnd' | 'requestsPerSecond'
+>;
+
+/** Across the complete runs of one variant (with --repeat N, N runs): medians (AggregatedFigures), and their spread. */
+export interface CompareVariantAggregate extends AggregatedFigures {
   label: string;
   allocator: AllocatorName;
   /** Complete runs the figures are taken over (0: every figure is null). */
   completeRuns: number;
-  /** Medians over the complete runs. */
-  rssStartBytes: number | null;
-  rssEndBytes: number | null;
-  rssGrowthPer10kRequests: number | null;
-  liveBytesEnd: number | null;
-  totalOverheadEnd: number | null;
-  externalFragEnd: number | null;
-  requestsPerSecond: number | null;
   /** Median RSS at the end / the first variant's (the baseline, usually plain glibc); null without both. */
   rssEndVsBaseline: number | null;
   /** [min, max] over the complete runs, null when there are none. */
