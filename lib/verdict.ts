@@ -325,13 +325,31 @@ function unknownsOf(trends: Record<SeriesName, Trend | null>, allocator: Allocat
 }
 
 /**
+ * The glibc arena count of the latest snapshot that carries a /proc/PID/maps summary (procfs
+ * levels: raw.maps.glibcArenaHeaps): the main arena plus one per 64 MiB-aligned arena heap
+ * (glibc's HEAP_MAX_SIZE on 64-bit, arena.c). An arena that outgrew one heap chains a second, so
+ * this can count an arena twice: an upper bound, which is the side MALLOC_ARENA_MAX=2 is judged on.
+ * Null when no snapshot has the figure or the allocator is not glibc.
+ */
+function arenaCountFromMaps(sorted: readonly Snapshot[]): number | null {
+  for (let i = sorted.length - 1; i >= 0; i--) {
+    const s = sorted[i];
+    const heaps = s.raw.maps?.glibcArenaHeaps;
+    if (typeof heaps === 'number' && Number.isInteger(heaps) && heaps >= 0) return s.allocator.name === 'glibc' ? heaps + 1 : null;
+  }
+  return null;
+}
+
+/**
  * Classifies a window of snapshots of one process (any order; sorted by monotonicNs here).
  * Throws AllocscopeError EINVAL for options or snapshots it cannot use; otherwise always returns
  * a verdict, insufficient-data when the window cannot tell.
  */
 export function diagnose(history: readonly Snapshot[], options?: DiagnoseOptions): Verdict {
-  const { thresholds: t, arenaCount, release } = resolveOptions(options);
+  const { thresholds: t, arenaCount: givenArenaCount, release } = resolveOptions(options);
   const sorted = [...checkHistory(history)].sort(compareSnapshots);
+  const counted = givenArenaCount === null ? arenaCountFromMaps(sorted) : null;
+  const arenaCount = givenArenaCount ?? counted;
   const clock = windowClock(sorted);
   const first = sorted[0]?.monotonicNs ?? 0;
   const last = sorted[sorted.length - 1]?.monotonicNs ?? 0;
@@ -367,7 +385,8 @@ export function diagnose(history: readonly Snapshot[], options?: DiagnoseOptions
   const ratios = latest === undefined ? [] : ratioEvidence(latest, t);
   evidence.push(...ratios);
   if (arenaCount !== null) {
-    evidence.push({ kind: 'arenas', key: 'arenas', arenaCount, sentence: `${arenaCount} malloc arenas (the caller's count).` });
+    const source = counted === null ? "the caller's count" : "from /proc/PID/maps: the main arena and each 64 MiB-aligned arena heap";
+    evidence.push({ kind: 'arenas', key: 'arenas', arenaCount, sentence: `${arenaCount} malloc arenas (${source}).` });
   }
   if (release !== null) evidence.push({ kind: 'release', key: 'release', release, sentence: typeof release.note === 'string' && release.note !== '' ? release.note : `${release.action} returned ${formatBytes(release.returnedBytes)}.` });
 

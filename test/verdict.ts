@@ -486,6 +486,20 @@ function classifications(): void {
     t.match(both.unknowns.join(' '), /pass \{ arenaCount \}/);
   });
 
+  t.test('the arena count comes from /proc/PID/maps figures when the snapshots carry them', async (t) => {
+    const growing = (i: number) => ({ rss: 300 * MiB + i * 8 * MiB, allocated: 150 * MiB });
+    const withMaps = (heaps: number) =>
+      syntheticHistory(20, 10, growing).map((s, i) => (i === 19 ? { ...s, raw: { ...s.raw, maps: { glibcArenaHeaps: heaps } } } : s));
+    const v = diagnose(withMaps(8));
+    t.equal(v.kind, 'retention');
+    t.match(v.evidence.find((e) => e.key === 'arenas'), { arenaCount: 9, sentence: /9 malloc arenas \(from \/proc\/PID\/maps/ });
+    t.ok(v.remedies.some((r) => r.id === 'malloc-arena-max'), 'MALLOC_ARENA_MAX=2 for 9 arenas');
+    t.notMatch(v.unknowns.join(' '), /arenaCount/, 'no longer unknown');
+    t.match(diagnose(withMaps(8), { arenaCount: 2 }).evidence.find((e) => e.key === 'arenas'), { arenaCount: 2, sentence: /the caller's count/ }, 'the caller wins');
+    const jemalloc = withMaps(8).map((s) => ({ ...s, allocator: { ...s.allocator, name: 'jemalloc' as const } }));
+    t.equal(diagnose(jemalloc).evidence.find((e) => e.key === 'arenas'), undefined, 'not glibc: no arena count');
+  });
+
   t.test('bad input is EINVAL with a sentence', async (t) => {
     const good = syntheticSnapshot({ seconds: 0, ...flat });
     const bad = (patch: (s: Record<string, unknown>) => void) => {
