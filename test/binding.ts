@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { checkPlatform, currentPlatform, native } from '../lib/binding';
 
 t.test('the addon loads and exports every function of NativeBinding', async (t) => {
@@ -35,7 +36,9 @@ t.test('sampleInto: the array passed stays bound; another array, a detached one,
   binding.sampleInto(second, 1, 2); // glibc, with the allocator read
   t.equal(first[at('monotonicNs')], stamp, 'another array was bound: the first is left alone');
   t.equal(second[at('allocatorStatus')], 0, 'glibc mallinfo2 read into the second');
-  t.ok(second[at('mallinfo2.arena')] > 0);
+  // Under ASan (scripts/asan-test) ASan's malloc serves the process and glibc's arenas stay empty.
+  const underAsan = readFileSync('/proc/self/maps', 'utf8').includes('libasan');
+  t.ok(underAsan ? second[at('mallinfo2.arena')] >= 0 : second[at('mallinfo2.arena')] > 0, 'glibc arena bytes');
   t.ok(second[at('monotonicNs')] > stamp);
   binding.sampleInto(first, 0, 0);
   t.ok(first[at('monotonicNs')] > second[at('monotonicNs')], 'and back to the first');
