@@ -29,6 +29,17 @@ export { monitor, Monitor } from './monitor';
 export type { MonitorEvents, MonitorOptions, MonitorStats, MonitorThresholds, SampleEvent, ThresholdEvent, ThresholdName } from './monitor';
 export { DEFAULT_COST_BUDGET, SnapshotGovernor } from './cost-budget';
 export type { CostBudget, GovernedSample, SampleTier } from './cost-budget';
+export { runCompare } from './compare/run';
+export type { CompareOptions } from './compare/run';
+export { parseVariants } from './compare/variants';
+export type { CompareVariant } from './compare/variants';
+export { parseLoad } from './compare/load';
+export type { LoadSpec } from './compare/load';
+export type { CompareRunStatus, CompareSummary, CompareVariantAggregate, CompareVariantRun } from './compare/summary';
+export { loadReportInput } from './report/run-loader';
+export type { ReportInput, ReportRun } from './report/run-loader';
+export { renderReport, writeReport } from './report/html';
+export type { RenderOptions, WrittenReport } from './report/html';
 export { diagnose, DEFAULT_THRESHOLDS } from './verdict';
 export type {
   Attribution,
