@@ -6,7 +6,7 @@
  * - a duty cycle (default 0.1% of wall time): reads are spaced at least cost / dutyCycle apart,
  *   so the interval stretches as the heap gets more expensive to read;
  * - a per-sample cap on the JS thread (default 1 ms): above it, samples fall back to the cheap tier
- *   (statm RSS + V8, ~2 us whatever the heap) and say so, and the allocator is probed again, off the
+ *   (statm RSS + V8, ~6 us whatever the heap, mostly the snapshot's assembly) and say so, and the allocator is probed again, off the
  *   JS thread, only as often as the duty cycle allows.
  *
  * Why: glibc's mallinfo2 walks every free chunk holding each arena's lock, about 0.2 us + 150 ns

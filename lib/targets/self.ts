@@ -19,7 +19,7 @@ export interface SnapshotOptions {
    */
   detail?: 'summary' | 'full';
   /**
-   * false: skip the allocator's read (statm RSS, peak RSS and V8 only, about 2 us whatever the
+   * false: skip the allocator's read (statm RSS, peak RSS and V8 only, about 6 us whatever the
    * heap): the cheap tier a cost budget falls back to (monitor.ts) when the allocator's read would
    * cost too much, e.g. glibc mallinfo2 on a heap of a million free chunks (~150 ms). The snapshot's
    * level is then 'proc-basic' and levelNote says why. Default true.
