@@ -5,9 +5,9 @@
  *
  * - a duty cycle (default 0.1% of wall time): reads are spaced at least cost / dutyCycle apart,
  *   so the interval stretches as the heap gets more expensive to read;
- * - a per-sample cap on the JS thread (default 1 ms): above it, samples fall back to the cheap tier
- *   (statm RSS + V8, ~6 us whatever the heap, mostly the snapshot's assembly) and say so, and the allocator is probed again, off the
- *   JS thread, only as often as the duty cycle allows.
+ * - a per-sample cap (default 1 ms): above it, samples fall back to the cheap tier (statm RSS +
+ *   V8, ~6 us whatever the heap, mostly the snapshot's assembly) and say so, and the allocator is
+ *   probed again, off the JS thread, only as often as the duty cycle allows.
  *
  * Why: glibc's mallinfo2 walks every free chunk holding each arena's lock, about 0.2 us + 150 ns
  * per free chunk (150 ms at a million free chunks), and jemalloc's epoch costs about 10 us per arena
