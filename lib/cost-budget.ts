@@ -73,7 +73,7 @@ const MAX_PROBE_GAP_MS = 3_600_000;
 export class SnapshotGovernor {
   readonly budget: CostBudget;
   readonly detail: 'summary' | 'full';
-  /** What the last allocator read cost, ns (the whole snapshot, as Snapshot.cost.ns measures it). */
+  /** What the last allocator read cost, ns: on the JS thread the whole snapshot (Snapshot.cost.ns), on a worker the read alone. */
   private lastAllocatorNs: number | null = null;
   /** performance.now() from which the budget allows the next allocator read. */
   private nextAllocatorAt = Number.NEGATIVE_INFINITY;
