@@ -149,14 +149,18 @@ t.test('one stalled connection: a client that comes 1 s later is answered within
   }
 });
 
-t.test('a staller that reconnects at once, or trickles its request 1 byte a second: others still answered', {
-  todo:
-    'agent.c bounds each recv(2)/send(2) by 2 s, not each request, and a client\'s own timeout is 2 s too: a client queued ' +
-    'behind one idle connection can wait 2 s and time out, and a request trickled a byte a second holds the one agent ' +
-    'thread for up to 4096 s. Fix in native/agent/agent.c (a per-request deadline well below 2 s)',
-}, async (t) => {
+// Known defect, measured on every run: agent.c bounds each recv(2)/send(2) by 2 s, not each
+// request, and a client's own timeout is 2 s too. A client queued behind idle connections
+// (that reconnect as soon as they are dropped) waits 2 s for each and times out, and a request
+// trickled a byte a second holds the one agent thread for up to 4096 s (a 4 KiB request). The
+// assertions below are marked todo until native/agent/agent.c has a per-request deadline well
+// under the client's 2 s.
+const AGENT_DEADLINE_TODO = 'agent.c: per-recv(2) 2 s timeouts, no per-request deadline (README "Reliability")';
+
+t.test('two stallers that reconnect at once, or one that trickles its request 1 byte a second: others still answered', async (t) => {
   const pid = host?.pid as number;
   const stop = { done: false };
+  stalledForever(pid, stop);
   stalledForever(pid, stop);
   await sleep(500);
   const reconnecting: Array<number | string> = [];
@@ -169,7 +173,11 @@ t.test('a staller that reconnects at once, or trickles its request 1 byte a seco
   const trickled: Array<number | string> = [];
   for (let i = 0; i < 2; i++) trickled.push(await otherClient(pid));
   slow.destroy();
-  t.comment(`other clients with a reconnecting staller: ${reconnecting.join(', ')}; with a trickler: ${trickled.join(', ')}`);
-  t.ok(reconnecting.every((a) => typeof a === 'number' && a < 2000), `with a reconnecting staller: ${reconnecting.join(', ')}`);
-  t.ok(trickled.every((a) => typeof a === 'number' && a < 2000), `with a trickler: ${trickled.join(', ')}`);
+  t.comment(`other clients with two reconnecting stallers: ${reconnecting.join(', ')}; with a trickler: ${trickled.join(', ')}`);
+  t.ok(reconnecting.every((a) => typeof a === 'number' && a < 2000), `with two reconnecting stallers: ${reconnecting.join(', ')}`, { todo: AGENT_DEADLINE_TODO });
+  t.ok(trickled.every((a) => typeof a === 'number' && a < 2000), `with a trickler: ${trickled.join(', ')}`, { todo: AGENT_DEADLINE_TODO });
+  // What must hold even today: once the stallers are gone, the agent answers at once.
+  await sleep(2100);
+  const afterwards = await otherClient(pid);
+  t.ok(typeof afterwards === 'number' && afterwards < 500, `answered ${afterwards} ms after the stallers left`);
 });
