@@ -6,7 +6,8 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
 import { request } from 'node:http';
 import { agentLibraryPath, agentRequest, agentSocketExists, readAgentSnapshot } from '../../lib/targets/agent';
 import { readStatus } from '../../lib/targets/attach-preflight';
@@ -125,6 +126,13 @@ for (const [label, killGdbToo] of [
         continue;
       }
       landed++;
+      // attach's temporary directory is gdb's cwd; a killed CLI cannot remove it, so the test does.
+      let gdbDir: string | null = null;
+      try {
+        gdbDir = readlinkSync(`/proc/${gdb}/cwd`);
+      } catch {
+        /* gdb already gone */
+      }
       cli.child.kill('SIGKILL');
       if (killGdbToo) process.kill(gdb, 'SIGKILL');
       t.equal((await cli.exited).signal, 'SIGKILL', `killed ${afterMs} ms after gdb attached, while it held the target`);
@@ -134,6 +142,7 @@ for (const [label, killGdbToo] of [
       t.equal(runsFree(w.pid), true, 'the target is not stopped');
       const before = cpuTicks(w.pid);
       t.ok(await waitFor(() => cpuTicks(w.pid) > before, 5000), 'and keeps working (its CPU time grows)');
+      if (gdbDir !== null && basename(gdbDir).startsWith('allocscope-attach-')) rmSync(gdbDir, { recursive: true, force: true });
       w.stop();
     }
     t.ok(landed > 0, `${landed} kill(s) landed while gdb held the target`);
