@@ -128,7 +128,8 @@ export class SampleWriter {
     const buffer = Buffer.from(text, 'utf8');
     let done = 0;
     try {
-      while (done < buffer.length) done += writeSync(this.fd, buffer, done, buffer.length - done, this.bytes + done);
+      // No position (not pwrite): --out may be a FIFO, where pwrite(2) fails with ESPIPE.
+      while (done < buffer.length) done += writeSync(this.fd, buffer, done, buffer.length - done);
       this.bytes += buffer.length;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;

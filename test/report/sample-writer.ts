@@ -86,3 +86,18 @@ t.test('a real full disk (a 16 KiB tmpfs): the file is cut back to its last whol
   t.ok(lines.every((l) => typeof JSON.parse(l) === 'object'));
   t.ok(writer.written > 0 && text.length < 16 * 1024);
 });
+
+t.test('a FIFO named run.ndjson: samples stream through it', async (t) => {
+  const { spawnSync, spawn } = await import('node:child_process');
+  const fifo = join(dir, 'stream.ndjson');
+  t.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  reader.stdout.on('data', (d: Buffer) => (text += d.toString()));
+  const writer = new SampleWriter(fifo);
+  writer.write(sample(0));
+  writer.write(sample(1));
+  writer.close();
+  await new Promise((resolve) => reader.once('close', resolve));
+  t.equal(text.trim().split('\n').length, 2);
+});
