@@ -19,6 +19,8 @@ export type AllocscopeErrorCode =
   | 'EAGENT'
   /** A peer spoke something other than the allocscope wire format. */
   | 'EPROTO'
+  /** Writing a file failed (a full disk, a quota, an I/O error); what was written is whole. */
+  | 'EIO'
   /** A bounded wait ran out. */
   | 'ETIMEDOUT'
   /** The caller cancelled (an AbortSignal, or SIGINT/SIGTERM of the CLI) and the work was undone. */

@@ -86,7 +86,24 @@ export async function main(argv: readonly string[], out: (text: string) => void,
   }
 }
 
+/**
+ * A reader that goes away early (`allocscope profile-pid PID | head -1`) makes the next write to
+ * stdout fail with EPIPE, which Node raises as an unhandled 'error' event: a stack trace and exit
+ * 1. Instead the command ends as on SIGTERM (profile-pid stops sampling, its --out file already
+ * whole; run passes it on to its command), quietly: later writes to the dead pipe are dropped.
+ */
+export function endOnClosedStdout(): void {
+  let closed = false;
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (closed) return;
+    if (error.code !== 'EPIPE') throw error;
+    closed = true;
+    process.kill(process.pid, 'SIGTERM');
+  });
+}
+
 if (require.main === module) {
+  endOnClosedStdout();
   void main(process.argv.slice(2), (text) => console.log(text), (text) => console.error(text)).then((code) => {
     process.exitCode = code;
   });

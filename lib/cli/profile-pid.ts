@@ -24,7 +24,7 @@ export interface ProfileOptions {
   quiet: boolean;
 }
 
-export type EndReason = 'samples' | 'duration' | 'signal' | 'target-exited';
+export type EndReason = 'samples' | 'duration' | 'signal' | 'target-exited' | 'write-failed';
 
 export interface ProfileResult {
   pid: number;
@@ -36,6 +36,8 @@ export interface ProfileResult {
   first: Snapshot | null;
   last: Snapshot | null;
   verdict: Verdict;
+  /** Why --out could not be written (endedBy 'write-failed'), else null. */
+  writeError: string | null;
 }
 
 /** At most this many samples are kept for the verdict (1 h at 1 Hz); the file keeps them all. */
@@ -94,6 +96,7 @@ export function summaryText(result: ProfileResult): string {
     duration: 'the duration ran out',
     signal: 'interrupted',
     'target-exited': `the target exited; ${result.out ?? 'the history'} holds every sample taken`,
+    'write-failed': `writing ${result.out ?? '--out'} failed; it holds whole lines only, and the figures below are of every sample taken`,
   };
   const lines = [
     `profile of pid ${result.pid}: ${result.samples} samples at level ${result.level}; ended because ${ended[result.endedBy]}.`,
@@ -124,6 +127,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
   let endedBy: EndReason = 'signal';
   let drawn = 0;
   let taken = 0;
+  let writeError: string | null = null;
   const started = Date.now();
   try {
     for (let tick = 0; ; tick++) {
@@ -142,7 +146,15 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
       taken++;
       history.push(snapshot);
       if (history.length > HISTORY_LIMIT) history.shift();
-      writer?.write(snapshot);
+      try {
+        writer?.write(snapshot);
+      } catch (error) {
+        // A full disk ends the run, but not the summary: the samples in memory still make one.
+        if (!(error instanceof AllocscopeError && error.code === 'EIO')) throw error;
+        writeError = error.message;
+        endedBy = 'write-failed';
+        break;
+      }
       if (!options.quiet && !options.json) {
         if (io.tty) {
           const lines = liveView(source, history);
@@ -178,6 +190,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
     first,
     last,
     verdict: diagnose(history),
+    writeError,
   };
 }
 
@@ -191,7 +204,7 @@ function waitUntil(time: number, stop: { requested: boolean }): Promise<void> {
   });
 }
 
-/** Exit codes: 0 done (incl. the target exiting), 2 bad flag, 3 no such pid, 4 permission denied, 1 other. */
+/** Exit codes: 0 done (incl. the target exiting), 1 --out could not be written (summary still printed), 2 bad flag, 3 no such pid, 4 permission denied, 1 other. */
 export async function profilePidCommand(argv: readonly string[], out: (t: string) => void, err: (t: string) => void): Promise<number> {
   const options = parseProfileArgs(argv);
   const stop = { requested: false };
@@ -203,6 +216,10 @@ export async function profilePidCommand(argv: readonly string[], out: (t: string
   try {
     const result = await profilePid(options, { out, err, tty: process.stdout.isTTY === true && !options.json }, stop);
     out(options.json ? JSON.stringify(result, null, 2) : `\n${summaryText(result)}`);
+    if (result.writeError !== null) {
+      err(`profile-pid: ${result.writeError} [EIO]`);
+      return 1;
+    }
     return 0;
   } catch (error) {
     if (error instanceof AllocscopeError && error.code === 'ESRCH') {

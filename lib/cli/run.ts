@@ -87,6 +87,7 @@ export async function runCommand(argv: readonly string[], out: (t: string) => vo
     for (let waited = 0; waited < 2000 && !childDone && !agentSocketExists(pid); waited += 20) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    let writeFailed = false;
     if (!childDone) {
       const result = await profilePid(
         { pid, intervalMs, durationMs, samples: null, out: (flags.out as string | undefined) ?? null, json: flags.json === true, children: false, quiet: flags.quiet === true },
@@ -95,11 +96,18 @@ export async function runCommand(argv: readonly string[], out: (t: string) => vo
       );
       if (childDone) result.endedBy = 'target-exited';
       out(flags.json === true ? JSON.stringify({ allocator: plan.allocator, command: [plan.command, ...plan.args], ...result }, null, 2) : `\n${summaryText(result)}`);
+      if (result.writeError !== null) {
+        err(`allocscope run: ${result.writeError} [EIO]`);
+        writeFailed = true;
+      }
     }
-    // The profiling window ended first: the command is ours to stop, and that is a normal end.
-    const endedByUs = !childDone && durationMs !== null;
+    // The profiling window ended first: the command is ours to stop, and that is a normal end. A
+    // failed --out ends the window too (run promises a profile of the whole command, README
+    // "Reliability"), and the exit code says so.
+    const endedByUs = !childDone && (durationMs !== null || writeFailed);
     if (endedByUs) child.kill('SIGTERM');
     const { code, signal } = await exited;
+    if (writeFailed) return 1;
     if (endedByUs && signal === 'SIGTERM') return 0;
     return code ?? (signal !== null ? 128 + constants.signals[signal] : 1);
   } finally {

@@ -1,9 +1,10 @@
 /**
  * Streams snapshots to a file as they are taken: NDJSON (one Snapshot per line) or CSV (a fixed
- * set of columns). Each sample is written with one synchronous write, so a run that is killed or
- * whose target dies leaves a file complete up to its last sample.
+ * set of columns). Each sample is written synchronously before the next is taken, so a run that is
+ * killed or whose target dies leaves a file complete up to its last sample; a write that fails
+ * (a full disk) is cut back to the last whole line, so the file never ends in half a sample.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { AllocscopeError } from '../errors';
 import type { Snapshot } from '../snapshot';
 
@@ -58,8 +59,33 @@ export function formatFor(path: string): SampleFormat {
   throw new AllocscopeError('EINVAL', `--out must name a .ndjson (or .jsonl) or .csv file; got ${JSON.stringify(path)}.`, { path });
 }
 
+/** The sentence for a failed open or write, by errno (write(2), open(2)). */
+function reason(code: string | undefined, error: Error): string {
+  switch (code) {
+    case 'ENOSPC':
+      return 'the file system is full (ENOSPC)';
+    case 'EDQUOT':
+      return 'the disk quota is used up (EDQUOT)';
+    case 'EFBIG':
+      return 'the file is larger than this file system or RLIMIT_FSIZE allows (EFBIG)';
+    case 'EISDIR':
+      return 'it is a directory (EISDIR)';
+    case 'ENOENT':
+      return 'its directory does not exist (ENOENT)';
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied (${code})`;
+    case 'EROFS':
+      return 'the file system is read-only (EROFS)';
+    default:
+      return error.message;
+  }
+}
+
 export class SampleWriter {
   private fd: number | null;
+  /** Bytes of whole lines in the file: where a failed write is cut back to. */
+  private bytes = 0;
   readonly format: SampleFormat;
   /** Samples written so far. */
   written = 0;
@@ -67,17 +93,23 @@ export class SampleWriter {
   constructor(readonly path: string) {
     this.format = formatFor(path);
     try {
-      // 'w': a run owns its file; an existing file is replaced, as shells' > would.
+      // 'w': a run owns its file; an existing file is replaced, as shells' > would (README
+      // "Reliability"). A directory is refused by open(2) itself (EISDIR).
       this.fd = openSync(path, 'w');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       throw new AllocscopeError(
         code === 'EACCES' || code === 'EPERM' ? 'EACCES' : 'EINVAL',
-        `cannot write --out ${path}: ${(error as Error).message}. Choose a writable file path.`,
+        `cannot write --out ${path}: ${reason(code, error as Error)}. Choose a writable file path.`,
         { path, errno: code },
       );
     }
-    if (this.format === 'csv') this.writeText(`${CSV_COLUMNS.join(',')}\n`);
+    try {
+      if (this.format === 'csv') this.writeText(`${CSV_COLUMNS.join(',')}\n`);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
   }
 
   write(snapshot: Snapshot): void {
@@ -86,13 +118,34 @@ export class SampleWriter {
     this.written++;
   }
 
+  /**
+   * Writes all of `text` or none of it. write(2) may write part of a buffer when the disk fills
+   * (and fs.writeSync returns the short count without retrying), so the rest is written in a loop;
+   * on failure the file is truncated back to its last whole line and the writer stops writing.
+   */
   private writeText(text: string): void {
     if (this.fd === null) return;
+    const buffer = Buffer.from(text, 'utf8');
+    let done = 0;
     try {
-      writeSync(this.fd, text);
+      // No position (not pwrite): --out may be a FIFO, where pwrite(2) fails with ESPIPE.
+      while (done < buffer.length) done += writeSync(this.fd, buffer, done, buffer.length - done);
+      this.bytes += buffer.length;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new AllocscopeError('EINVAL', `writing ${this.path} failed (${code ?? (error as Error).message}); ${this.written} samples were written before it.`, { path: this.path, errno: code, written: this.written });
+      let cut = true;
+      try {
+        if (done > 0) ftruncateSync(this.fd, this.bytes);
+      } catch {
+        cut = false;
+      }
+      this.close();
+      throw new AllocscopeError(
+        'EIO',
+        `writing --out ${this.path} failed: ${reason(code, error as Error)}. ${this.written} samples were written to it before` +
+          `${cut ? ', each a whole line' : ''}; free some space or choose another --out.`,
+        { path: this.path, errno: code, written: this.written },
+      );
     }
   }
 

@@ -45,6 +45,11 @@
 #define AGENT_VERSION "0.1.0"
 /* Per-connection bounds: a request must arrive within this time, a response leave within it. */
 #define IO_TIMEOUT_SECONDS 2
+/* A whole request must arrive within this time of the connection (or of the previous answer):
+   a local client writes its line at once, and a client queued behind a stalled one must still be
+   answered within its own 2 s timeout (lib/targets/agent.ts). Per request, not per recv(2): a
+   client trickling a byte a second would otherwise hold the one agent thread indefinitely. */
+#define REQUEST_DEADLINE_MS 250
 #define MAX_REQUESTS_PER_CONNECTION 64
 /* stats-text can be megabytes (jemalloc "J" with 64 arenas: 2.6 MB, limits.md §2). */
 #define MAX_STATS_TEXT (16 * 1024 * 1024)
@@ -106,8 +111,38 @@ static int open_socket(void) {
 
 /* ---- sending ---- */
 
+static long ms_until(const struct timespec *deadline) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (deadline->tv_sec - now.tv_sec) * 1000L + (deadline->tv_nsec - now.tv_nsec) / 1000000L;
+}
+
+static void deadline_in(struct timespec *deadline, long ms) {
+  clock_gettime(CLOCK_MONOTONIC, deadline);
+  deadline->tv_sec += ms / 1000;
+  deadline->tv_nsec += (ms % 1000) * 1000000L;
+  if (deadline->tv_nsec >= 1000000000L) {
+    deadline->tv_sec++;
+    deadline->tv_nsec -= 1000000000L;
+  }
+}
+
+/* SO_RCVTIMEO/SO_SNDTIMEO of what is left of `deadline`; 0 when nothing is left. */
+static int timeout_until(int fd, int option, const struct timespec *deadline) {
+  long left = ms_until(deadline);
+  if (left <= 0) return 0;
+  struct timeval tv = {left / 1000, (left % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
+  return 1;
+}
+
 static int send_all(int fd, const char *data, size_t len) {
+  /* One deadline for the whole answer, not per send(2): a client reading a byte a second must
+     not hold the agent either. */
+  struct timespec deadline;
+  deadline_in(&deadline, IO_TIMEOUT_SECONDS * 1000L);
   while (len > 0) {
+    if (!timeout_until(fd, SO_SNDTIMEO, &deadline)) return -1;
     ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return -1;
@@ -332,7 +367,10 @@ static void serve_connection(int fd) {
   asp_detect_allocator(&allocator);
   char line[ASW_MAX_REQUEST + 2];
   size_t used = 0;
+  struct timespec deadline;
+  deadline_in(&deadline, REQUEST_DEADLINE_MS);
   for (int served = 0; served < MAX_REQUESTS_PER_CONNECTION;) {
+    if (!timeout_until(fd, SO_RCVTIMEO, &deadline)) return;
     ssize_t n = recv(fd, line + used, sizeof(line) - 1 - used, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return; /* EOF, timeout or error: the connection ends, the host is untouched */
@@ -352,6 +390,7 @@ static void serve_connection(int fd) {
       }
       if (rc != 0) return;
       served++;
+      deadline_in(&deadline, REQUEST_DEADLINE_MS);
       used -= len + 1;
       memmove(line, newline + 1, used);
     }

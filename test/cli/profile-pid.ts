@@ -141,3 +141,16 @@ t.test('allocscope run starts a real nginx under jemalloc and the agent; its sam
   t.ok(samples.length >= 5, `${samples.length} samples`);
   t.ok(samples.every((s) => s.level === 'agent' && s.allocator.name === 'jemalloc' && (s.allocatorBytes.allocated ?? 0) > 0), 'allocator figures from inside nginx');
 });
+
+t.test('--out that cannot be written (/dev/full): the run ends write-failed, the summary still has every sample', async (t) => {
+  const { symlinkSync } = await import('node:fs');
+  const w = await startWorkload(['steady', '10', '10', '0'], { agent: false });
+  running.push(w);
+  const out = join(dir, 'full.ndjson');
+  symlinkSync('/dev/full', out);
+  const result = await profilePid({ pid: w.pid, intervalMs: 20, durationMs: null, samples: 5, out, json: false, children: false, quiet: true }, io);
+  t.equal(result.endedBy, 'write-failed');
+  t.equal(result.samples, 1, 'the first sample did not fit, and ended the run');
+  t.match(result.writeError, /file system is full \(ENOSPC\)/);
+  t.match(summaryText(result), /ended because writing .*full\.ndjson failed; it holds whole lines only/);
+});

@@ -1,0 +1,150 @@
+/**
+ * Fault: the profiler is SIGKILLed mid-request (profile-pid sampling an agent every 10 ms) and
+ * mid-attach (while gdb holds the target). The target must live on, not stopped (state not T/t,
+ * no tracer left), and keep serving: another client's snapshot request to its agent succeeds, and
+ * an nginx under the agent answers HTTP.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
+import { request } from 'node:http';
+import { agentLibraryPath, agentRequest, agentSocketExists, readAgentSnapshot } from '../../lib/targets/agent';
+import { readStatus } from '../../lib/targets/attach-preflight';
+import { MAIN, PROFILE_PID, runsFree, seededRandom, startCli } from '../helpers/faults';
+import { nginxSkip, startNginx } from '../helpers/nginx';
+import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
+
+const SEED = 6062026;
+const random = seededRandom(SEED);
+const running: Workload[] = [];
+const orphans: number[] = [];
+t.teardown(() => {
+  running.forEach((w) => w.stop());
+  // A gdb that outlived its CLI (its own session) is ours to end, by pid.
+  for (const pid of orphans) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+t.comment(`kill points seeded with ${SEED}`);
+
+function httpGet(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('HTTP request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** CPU ticks (utime + stime) of a process: it keeps working when they keep growing. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+for (let i = 0; i < 3; i++) {
+  const afterMs = Math.round(100 + random() * 900);
+  t.test(`profile-pid killed ${afterMs} ms into sampling an agent every 10 ms: the agent serves the next client`, async (t) => {
+    const w = await startWorkload(['leak', '4096', '5', '0']);
+    running.push(w);
+    t.ok(await waitFor(() => agentSocketExists(w.pid), 2000), 'the agent is up');
+    const cli = startCli([PROFILE_PID, String(w.pid), '--interval', '10ms', '--duration', '60s', '--quiet'], 45_000);
+    await sleep(afterMs + 300); // node's start, then the kill point
+    cli.child.kill('SIGKILL');
+    t.equal((await cli.exited).signal, 'SIGKILL');
+    t.equal(runsFree(w.pid), true, 'the target runs freely');
+    const snapshot = await readAgentSnapshot(w.pid);
+    t.equal(snapshot.level, 'agent', 'another client\'s snapshot request is answered');
+    // A client killed between its request and the answer (a large answer: jemalloc/glibc stats text).
+    const reader = spawn(process.execPath, ['-e', `require(${JSON.stringify(MAIN.replace(/cli[/\\]main\.js$/, 'targets/agent.js'))}).agentRequest(${w.pid}, { op: 'stats-text' }).then(() => setInterval(() => {}, 1000))`], { stdio: 'ignore' });
+    await sleep(Math.round(random() * 50));
+    reader.kill('SIGKILL');
+    await new Promise((resolve) => reader.once('exit', resolve));
+    const info = await agentRequest(w.pid, { op: 'info' });
+    t.equal(info.ok, true, 'and after a client killed mid-answer too');
+    t.equal(runsFree(w.pid), true);
+  });
+}
+
+t.test('profile-pid --children killed mid-sampling an nginx under the agent: HTTP still answered', { skip: nginxSkip() }, async (t) => {
+  const server = await startNginx({ ...process.env, LD_PRELOAD: agentLibraryPath() }, 2);
+  t.teardown(() => server.stop());
+  t.equal(await httpGet(server.port), 200, 'nginx answers before');
+  const cli = startCli([PROFILE_PID, String(server.master), '--children', '--interval', '10ms', '--duration', '60s', '--quiet'], 45_000);
+  await sleep(Math.round(400 + random() * 800));
+  cli.child.kill('SIGKILL');
+  t.equal((await cli.exited).signal, 'SIGKILL');
+  for (const pid of [server.master, ...server.workers()]) t.equal(runsFree(pid), true, `nginx ${pid} runs freely`);
+  for (let r = 0; r < 20; r++) t.equal(await httpGet(server.port), 200, `request ${r + 1} after the kill`);
+  for (const worker of server.workers()) t.equal((await readAgentSnapshot(worker)).level, 'agent', `worker ${worker}'s agent answers`);
+});
+
+/** The gdb tracing `pid`, once there is one. */
+async function tracerOf(pid: number, ms: number): Promise<number | null> {
+  let tracer = 0;
+  await waitFor(() => {
+    tracer = Number(readStatus(pid)?.TracerPid ?? 0);
+    return tracer > 0;
+  }, ms);
+  return tracer > 0 ? tracer : null;
+}
+
+for (const [label, killGdbToo] of [
+  ['the CLI alone (gdb, in its own session, finishes or detaches)', false],
+  ['the CLI and gdb together (as a cgroup kill would)', true],
+  ['the CLI and gdb together, other seeded points', true],
+] as const) {
+  t.test(`attach killed while gdb holds the target: ${label}`, async (t) => {
+    // The attach holds the target for a few hundred ms at most: a kill point is random within
+    // the first 80 ms after gdb attached, and a try whose attach finished first is tried again.
+    let landed = 0;
+    for (let attempt = 0; attempt < 6 && landed < 2; attempt++) {
+      const w = await startWorkload(['leak', '4096', '2', '0'], { agent: false });
+      running.push(w);
+      const cli = startCli([MAIN, 'attach', String(w.pid), '--allow-inject', '--json', '--timeout', '30000'], 45_000);
+      const gdb = await tracerOf(w.pid, 20_000);
+      if (gdb === null) {
+        t.fail('gdb never attached', { stderr: cli.stderr() });
+        return;
+      }
+      orphans.push(gdb);
+      const afterMs = Math.round(random() * 80);
+      await sleep(afterMs);
+      if (readStatus(w.pid)?.TracerPid !== String(gdb)) {
+        await cli.exited;
+        t.comment(`attempt ${attempt + 1}: the attach ended within ${afterMs} ms; trying another point`);
+        w.stop();
+        continue;
+      }
+      landed++;
+      // attach's temporary directory is gdb's cwd; a killed CLI cannot remove it, so the test does.
+      let gdbDir: string | null = null;
+      try {
+        gdbDir = readlinkSync(`/proc/${gdb}/cwd`);
+      } catch {
+        /* gdb already gone */
+      }
+      cli.child.kill('SIGKILL');
+      if (killGdbToo) process.kill(gdb, 'SIGKILL');
+      t.equal((await cli.exited).signal, 'SIGKILL', `killed ${afterMs} ms after gdb attached, while it held the target`);
+      // However gdb ended (it carried on alone, or the kernel detached it), the tracer goes away.
+      t.ok(await waitFor(() => readStatus(w.pid)?.TracerPid === '0', 30_000), 'no tracer left');
+      await sleep(300); // a SIGSTOP left pending by a killed gdb lands within moments
+      t.equal(runsFree(w.pid), true, 'the target is not stopped');
+      const before = cpuTicks(w.pid);
+      t.ok(await waitFor(() => cpuTicks(w.pid) > before, 5000), 'and keeps working (its CPU time grows)');
+      if (gdbDir !== null && basename(gdbDir).startsWith('allocscope-attach-')) rmSync(gdbDir, { recursive: true, force: true });
+      w.stop();
+    }
+    t.ok(landed > 0, `${landed} kill(s) landed while gdb held the target`);
+  });
+}
