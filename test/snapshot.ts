@@ -1,5 +1,6 @@
 import t from 'tap';
 import Ajv2020 from 'ajv/dist/2020';
+import fc from 'fast-check';
 import schema from '../schema/snapshot.v1.json';
 import { commonRatios, costClassOf, NULL_ALLOCATOR_BYTES, processBytesFrom, ratioOf, type Snapshot } from '../lib/snapshot';
 import { readerForRecord } from '../lib/sample';
@@ -70,5 +71,29 @@ if (scenarioName() !== undefined) {
     t.equal(costClassOf('cheap', 50_000), 'moderate');
     t.equal(costClassOf('cheap', 5_000_000), 'expensive');
     t.equal(costClassOf('expensive', 1_000), 'expensive');
+  });
+
+  t.test('property: every ratio is its numerator over its denominator, and its bytes their difference', async (t) => {
+    const bytes = fc.option(fc.integer({ min: 0, max: 2 ** 50 }), { nil: null });
+    fc.assert(
+      fc.property(bytes, bytes, bytes, bytes, (allocated, active, resident, rss) => {
+        const heap = { ...NULL_ALLOCATOR_BYTES, allocated, active, resident };
+        const proc = { rss, rssAnon: null, rssFile: null, rssShmem: null, swap: null, peakRss: null, pss: null, lazyFree: null };
+        const ratios = commonRatios(heap, proc);
+        const pairs = [
+          [ratios.externalFrag, active, allocated],
+          [ratios.allocatorRetention, resident, active],
+          [ratios.nonAllocatorRss, rss, resident],
+          [ratios.totalOverhead, rss, allocated],
+        ] as const;
+        return pairs.every(([ratio, numerator, denominator]) =>
+          numerator === null || denominator === null || denominator === 0
+            ? ratio === null
+            : ratio !== null && ratio.bytes === numerator - denominator && Math.abs(ratio.ratio * denominator - numerator) <= 1e-9 * Math.max(1, numerator),
+        );
+      }),
+      { numRuns: 2000 },
+    );
+    t.pass('2000 generated heaps');
   });
 }
