@@ -6,7 +6,8 @@
  * peer's uid checked (this user or root), bounded requests, and nothing that can block the
  * service: the server is unref'd and every connection has a timeout.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
@@ -163,11 +164,28 @@ export async function serve(options: ServeOptions = {}): Promise<ServeHandle> {
     if (error instanceof AllocscopeError) throw error;
   }
   const server: Server = createServer(handle);
+  // bind(2) creates the socket with the umask's mode (often 0755): it is bound under a temporary
+  // name, made 0600 and checked, and only then renamed to the path clients look for, so no client
+  // (and no test) ever finds it with other modes. The 0700 directory already keeps others out.
+  const pending = join(dir, `.${process.pid}.${randomBytes(6).toString('hex')}.sock`);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new AllocscopeError('EACCES', `serve() cannot listen on ${path}: ${error.message}.`, { path })));
-    server.listen(path, () => resolve());
+    server.listen(pending, () => resolve());
   });
-  chmodSync(path, 0o600);
+  try {
+    chmodSync(pending, 0o600);
+    const st = lstatSync(pending);
+    if (!st.isSocket() || (st.mode & 0o777) !== 0o600) throw new Error(`its mode is ${(st.mode & 0o777).toString(8)} after chmod`);
+    renameSync(pending, path);
+  } catch (error) {
+    server.close();
+    try {
+      unlinkSync(pending);
+    } catch {
+      /* not created, or already renamed */
+    }
+    throw new AllocscopeError('EACCES', `serve() could not secure its socket ${path}: ${(error as Error).message}.`, { path });
+  }
   server.unref();
   const removeSocket = () => {
     try {
