@@ -38,14 +38,36 @@ function gone(pid: number): AllocscopeError {
   return new AllocscopeError('ESRCH', `process ${pid} does not exist (or has exited).`, { pid });
 }
 
-/** A reader that turns a vanished process into ESRCH, whatever the read itself reported. */
-function guarded(pid: number, read: () => Snapshot | Promise<Snapshot>): () => Promise<Snapshot> {
+/**
+ * How long a failed read waits for a dying target to show as gone. SIGKILL closes the target's
+ * files (its agent socket: ECONNREFUSED) in do_exit's exit_files(), before exit_notify() makes it a
+ * zombie; a thread group is a zombie only once its last thread has died. In that window
+ * /proc/PID/stat still shows the process running (seen in CI: a stale-socket error for a target
+ * killed mid-run). Bounded: a live target whose read failed for another reason costs this once.
+ */
+export const EXIT_GRACE_MS = 500;
+
+/** Polls until the process is gone or a zombie (true), or `withinMs` has passed (false). */
+export async function exitsWithin(pid: number, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    if (!processAlive(pid)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * A reader that turns a vanished process into ESRCH, whatever the read itself reported: a read
+ * that fails while the target dies is the target's end, not an error of the profiler.
+ */
+export function guardedRead(pid: number, read: () => Snapshot | Promise<Snapshot>): () => Promise<Snapshot> {
   return async () => {
     if (!processAlive(pid)) throw gone(pid);
     try {
       return await read();
     } catch (error) {
-      if (!processAlive(pid)) throw gone(pid);
+      if (await exitsWithin(pid, EXIT_GRACE_MS)) throw gone(pid);
       throw error;
     }
   };
@@ -63,7 +85,7 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
       pid,
       level: first.level,
       note: first.levelNote,
-      read: guarded(pid, () => tree.read()),
+      read: guardedRead(pid, () => tree.read()),
     };
   }
   if (agentSocketExists(pid, options)) {
@@ -73,7 +95,7 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
         pid,
         level: 'agent',
         note: null,
-        read: guarded(pid, () => readAgentSnapshot(pid, options)),
+        read: guardedRead(pid, () => readAgentSnapshot(pid, options)),
       };
     } catch (error) {
       agentProblem = (error as Error).message;
@@ -89,6 +111,6 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
     pid,
     level: first.level,
     note: first.levelNote,
-    read: guarded(pid, () => withAgentProblem(proc.read())),
+    read: guardedRead(pid, () => withAgentProblem(proc.read())),
   };
 }

@@ -1,0 +1,62 @@
+/**
+ * openTarget's reads and a dying target: a read that fails while the target dies must end as
+ * ESRCH (the target exited), never as the read's own error. SIGKILL closes the target's agent
+ * socket before /proc shows it gone, the race CI met as "the socket ... is stale" (EAGENT).
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { AllocscopeError } from '../../lib/errors';
+import { EXIT_GRACE_MS, guardedRead, openTarget, processAlive } from '../../lib/targets/pick';
+import type { Snapshot } from '../../lib/snapshot';
+import { startWorkload } from '../helpers/workload';
+
+const codeOf = async (read: () => Promise<Snapshot>) => {
+  try {
+    await read();
+    return 'resolved';
+  } catch (error) {
+    return error instanceof AllocscopeError ? error.code : (error as Error).message;
+  }
+};
+
+t.test('a read that fails while its target is being killed ends as ESRCH, every time', async (t) => {
+  const codes: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    await new Promise((resolve) => child.once('spawn', resolve));
+    const pid = child.pid as number;
+    // The kill is sent and the read fails at once, before the kernel has finished the target:
+    // exactly the window in which a socket is refused while /proc still shows the process.
+    codes.push(await codeOf(guardedRead(pid, () => {
+      process.kill(pid, 'SIGKILL');
+      throw new AllocscopeError('EAGENT', 'the socket is stale');
+    })));
+  }
+  t.same(codes, Array(20).fill('ESRCH'));
+});
+
+t.test('a live target whose read fails keeps the read\'s own error, after at most the grace', async (t) => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  t.teardown(() => child.kill('SIGKILL'));
+  await new Promise((resolve) => child.once('spawn', resolve));
+  const started = Date.now();
+  const code = await codeOf(guardedRead(child.pid as number, () => {
+    throw new AllocscopeError('EPROTO', 'a peer that speaks another protocol');
+  }));
+  const waited = Date.now() - started;
+  t.equal(code, 'EPROTO');
+  t.ok(waited >= EXIT_GRACE_MS - 20 && waited < EXIT_GRACE_MS + 1000, `waited ${waited} ms for the target to die, then reported the read's error`);
+  t.ok(processAlive(child.pid as number));
+});
+
+t.test('an agent-level target killed between reads: the next read is ESRCH', async (t) => {
+  for (const allocator of [undefined, 'jemalloc'] as const) {
+    const w = await startWorkload(['leak', '4096', '5', '0'], allocator === undefined ? {} : { allocator });
+    t.teardown(() => w.stop());
+    const source = await openTarget(w.pid);
+    t.equal(source.level, 'agent');
+    t.equal((await source.read()).pid, w.pid);
+    w.child.kill('SIGKILL');
+    t.equal(await codeOf(source.read), 'ESRCH', `${allocator ?? 'glibc'}: the target's end, not a stale socket`);
+  }
+});
