@@ -78,6 +78,14 @@
           "libraries": ["-lm"]
         },
         {
+          # The attach injector (native/inject/inject.c): x86_64 only; elsewhere attach uses gdb.
+          "target_name": "allocscope_inject",
+          "type": "executable",
+          "conditions": [["target_arch!='x64'", { "type": "none", "sources!": ["native/inject/inject.c"] }]],
+          "sources": ["native/inject/inject.c"],
+          "cflags": ["-O2"]
+        },
+        {
           # The demo's example server (`allocscope demo`): shipped and built with the package.
           "target_name": "demo_server",
           "type": "executable",
@@ -103,6 +111,11 @@
           "target_name": "rjem_prefixed",
           "sources": ["test/fixtures/je_prefixed.cc"],
           "defines": ["JE_PREFIX=_rjem_"]
+        },
+        {
+          "target_name": "inject_target",
+          "type": "executable",
+          "sources": ["test/fixtures/inject_target.c"]
         },
         {
           "target_name": "heap_workload",
