@@ -26,9 +26,9 @@ commands:
                                every --step requests, table, chart, run directory ({port} in
                                SERVER_CMD: a free port, and the default --url)
   agent-path                   the path of liballocscope_agent.so, for LD_PRELOAD
-  attach PID --allow-inject [--json] [--timeout MS]
-                               load the agent into a running process with gdb (without
-                               --allow-inject: explains the risks, exits 3)
+  attach PID --allow-inject [--json] [--timeout MS] [--injector ptrace|gdb [--debug-symbols]]
+                               load the agent into a running process (ptrace by default on
+                               x86_64, else gdb; without --allow-inject: explains the risks, exits 3)
   profile-pid PID [--interval 1s] [--duration 10m | --samples N] [--out run.ndjson|run.csv]
               [--json] [--children] [--quiet]
                                poll a process at the deepest level reachable (agent, else /proc),

@@ -1,18 +1,23 @@
 /**
- * The Attach target (level 'attached'): loads liballocscope_agent.so into a running process with
- * gdb, for processes that cannot be restarted, then reads it like any agent. Opt-in only.
+ * The Attach target (level 'attached'): loads liballocscope_agent.so into a running process, for
+ * processes that cannot be restarted, then reads it like any agent. Opt-in only. Two injectors:
+ * - 'ptrace' (default on x86_64): allocscope's own native/inject/inject.c. Safe to kill at any
+ *   instant: one thread stopped at a time without signals (PTRACE_SEIZE), no breakpoints, and a
+ *   self-contained call that needs no tracer once it starts (see that file);
+ * - 'gdb' (elsewhere, or on request): the script of attach-script.ts inside `gdb -p`. A gdb
+ *   SIGKILLed mid-call can leave the target to die at its return breakpoint (README "Reliability").
  *
  * Its promises, and where each is kept:
  * - the target is never left stopped or crashed: checks first (attach-preflight.ts), a safe point
- *   and bounded calls inside gdb (attach-script.ts), a deadline on every step here, detach on
- *   every path (cancel -> gdb detaches; SIGTERM -> gdb quits, which detaches an attached process;
- *   SIGKILL -> the kernel detaches), and afterwards the target is checked and, if a killed gdb
- *   left it stopped, sent SIGCONT;
- * - it never has more privilege than the caller: gdb runs as the caller, with no init files, no
- *   auto-loaded scripts and no network (debuginfod).
+ *   and bounded steps inside the injector, a deadline on every step here, detach on every path
+ *   (cancel -> EOF on fd 3, the injector detaches; SIGTERM -> it quits, which detaches; SIGKILL ->
+ *   the kernel detaches), and afterwards the target is checked and, if a killed gdb left it
+ *   stopped, sent SIGCONT;
+ * - it never has more privilege than the caller: the injector runs as the caller; gdb with no
+ *   init files, no auto-loaded scripts and no network (debuginfod).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -33,21 +38,26 @@ import {
 } from './attach-preflight';
 import { GDB_INJECT_SCRIPT } from './attach-script';
 
+/** How the agent gets in: allocscope's own ptrace injector, or a gdb script. */
+export type Injector = 'ptrace' | 'gdb';
+
 export interface AttachOptions {
   /** Consent: loading code into another process can crash or stall it. Must be true. */
   allowInject: boolean;
-  /** Bound on the gdb run, ms (default 15000); every step inside gets a share of it. The agent's first answer then has 5 s more at most. */
+  /** Bound on the injector's run, ms (default 15000); every step inside gets a share of it. The agent's first answer then has 5 s more at most. */
   timeoutMs?: number;
+  /** Default: 'ptrace' where allocscope_inject is built (x86_64), else 'gdb'. */
+  injector?: Injector;
   /**
-   * Let gdb load installed libc debug symbols (libc6-dbg). Default false: the calls need none,
-   * and reading them while the target is stopped costs ~0.4-0.7 s more (references/limits.md §6).
+   * gdb only: let gdb load installed libc debug symbols (libc6-dbg). Default false: the calls need
+   * none, and reading them while the target is stopped costs ~0.4-0.7 s more (references/limits.md §6).
    */
   debugSymbols?: boolean;
-  /** gdb to run (default: gdb on PATH). */
+  /** gdb only: the gdb to run (default: gdb on PATH). */
   gdbPath?: string;
   /** The library to load (default: agentLibraryPath()); for custom builds of the agent. */
   library?: string;
-  /** Cancels the attach: gdb finishes its current step, detaches, and the call rejects ECANCELED. */
+  /** Cancels the attach: the injector finishes its current step, detaches, and the call rejects ECANCELED. */
   signal?: AbortSignal;
 }
 
@@ -60,35 +70,52 @@ export interface AttachResult {
   safePoint: string | null;
   /** Time the target's main thread was seen in tracing stop, sampled every ~2 ms (null when nothing was injected). */
   stoppedMs: number | null;
-  /** Wall time of the gdb run, ms (an upper bound of the stop). */
-  gdbMs: number | null;
-  /** True when the target was found stopped after gdb and was sent SIGCONT. */
+  /** The injector that ran (null when nothing was injected). */
+  injector: Injector | null;
+  /** Wall time of the injector's run, ms (an upper bound of the stop; null when nothing was injected). */
+  injectorMs: number | null;
+  /** True when the target was found stopped after the injector and was sent SIGCONT. */
   resumedTarget: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 
-/** One JSON line of the gdb script. */
-interface GdbStage {
-  stage: 'attached' | 'symbols' | 'safe-point' | 'loaded' | 'detached' | 'error';
+/** The ptrace injector, built with the addon (binding.gyp: x86_64 only). */
+export function injectorPath(): string {
+  // lib/targets/attach.ts and dist/targets/attach.js are both two levels below the package root.
+  return join(__dirname, '..', '..', 'build', 'Release', 'allocscope_inject');
+}
+
+/** One JSON line of the injector ('paused': the ptrace injector's test hook, ALLOCSCOPE_INJECT_PAUSE_AT). */
+interface InjectorStage {
+  stage: 'attached' | 'symbols' | 'safe-point' | 'loaded' | 'detached' | 'error' | 'paused';
   code?: string;
   message?: string;
   how?: string;
   [fact: string]: unknown;
 }
 
-interface GdbRun {
-  stages: GdbStage[];
+interface InjectorRun {
+  stages: InjectorStage[];
   /** Why the run was cut short, if it was. */
   cut: 'deadline' | 'cancelled' | null;
-  /** gdb did not exit by itself after the cut and was sent SIGTERM (then SIGKILL). */
+  /** The injector did not exit by itself after the cut and was sent SIGTERM (then SIGKILL). */
   killed: boolean;
   stoppedMs: number;
-  gdbMs: number;
+  injectorMs: number;
   log: string;
 }
 
-/** The budgets inside gdb: what is left of the deadline, in shares, within fixed bounds. */
+/** What to run: the program, its arguments and environment, in a private directory. */
+interface InjectorCommand {
+  file: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** How long a cancelled run may take to finish its step and detach, before SIGTERM. */
+  graceMs: number;
+}
+
+/** The budgets inside the injector: shares of the deadline, within fixed bounds. */
 function budgets(timeoutMs: number): { safePointMs: number; callMs: number } {
   const clamp = (value: number, min: number, max: number) => Math.round(Math.min(max, Math.max(min, value)));
   return { safePointMs: clamp(timeoutMs / 5, 100, 2000), callMs: clamp(timeoutMs / 5, 200, 3000) };
@@ -96,18 +123,10 @@ function budgets(timeoutMs: number): { safePointMs: number; callMs: number } {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * Runs the gdb script against `pid`. Resolves when gdb has exited, however that happened; the
- * deadline and the abort signal cut it short in three escalating steps: cancel (the script
- * detaches at its next step), SIGTERM (gdb quits and so detaches), SIGKILL (the kernel detaches).
- */
-async function runGdb(pid: number, gdb: string, library: string, options: { deadline: number; debugSymbols: boolean; signal?: AbortSignal; callMs: number; safePointMs: number }): Promise<GdbRun> {
-  const dir = mkdtempSync(join(tmpdir(), 'allocscope-attach-')); // 0700: the script is ours alone
+/** The gdb run: the script in the private directory, gdb told to read nothing else. */
+function gdbCommand(pid: number, gdb: string, library: string, dir: string, options: { debugSymbols: boolean; callMs: number; safePointMs: number }): InjectorCommand {
   const script = join(dir, 'inject.py');
   writeFileSync(script, GDB_INJECT_SCRIPT, { mode: 0o600 });
-  const logPath = join(dir, 'gdb.log');
-  // gdb writes to a file, not a pipe: if this process dies, gdb must not die of SIGPIPE mid-call.
-  const log = openSync(logPath, 'w', 0o600);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ALLOCSCOPE_ATTACH_PID: String(pid),
@@ -129,12 +148,35 @@ async function runGdb(pid: number, gdb: string, library: string, options: { dead
     '-p', String(pid),
     '-x', script,
   ];
+  // At most four bounded calls (mmap, dlopen, dlerror, munmap) finish after a cancel.
+  return { file: gdb, args, env, graceMs: 4 * options.callMs + 2000 };
+}
+
+/** The ptrace injector's run: after a cancel it detaches at once, or waits out its one call. */
+function ptraceCommand(pid: number, library: string, options: { callMs: number; safePointMs: number }): InjectorCommand {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.LD_PRELOAD;
+  return { file: injectorPath(), args: [String(pid), library, String(options.safePointMs), String(options.callMs)], env, graceMs: options.callMs + 2000 };
+}
+
+/**
+ * Runs an injector against `pid` in a private 0700 directory (its cwd, its log). Resolves when it
+ * has exited, however that happened; the deadline and the abort signal cut it short in three
+ * escalating steps: cancel (EOF on fd 3: it detaches at its next step), SIGTERM (it quits and so
+ * detaches), SIGKILL (the kernel detaches).
+ */
+async function runInjector(pid: number, command: (dir: string) => InjectorCommand, options: { deadline: number; signal?: AbortSignal }): Promise<InjectorRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'allocscope-attach-')); // 0700: the script is ours alone
+  const { file, args, env, graceMs } = command(dir);
+  const logPath = join(dir, 'injector.log');
+  // A file, not a pipe: if this process dies, the injector must not die of SIGPIPE mid-call.
+  const log = openSync(logPath, 'w', 0o600);
   const started = Date.now();
   // detached: its own session, so a terminal's Ctrl-C reaches only us and we decide how gdb stops.
-  const child = spawn(gdb, args, { cwd: dir, env, detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  const child = spawn(file, args, { cwd: dir, env, detached: true, stdio: ['ignore', log, log, 'pipe'] });
   closeSync(log);
   const channel = child.stdio[3] as Socket;
-  const stages: GdbStage[] = [];
+  const stages: InjectorStage[] = [];
   let buffered = '';
   channel.on('data', (chunk: Buffer) => {
     buffered += chunk.toString();
@@ -143,7 +185,7 @@ async function runGdb(pid: number, gdb: string, library: string, options: { dead
       const line = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
       try {
-        stages.push(JSON.parse(line) as GdbStage);
+        stages.push(JSON.parse(line) as InjectorStage);
       } catch {
         /* not ours */
       }
@@ -164,15 +206,15 @@ async function runGdb(pid: number, gdb: string, library: string, options: { dead
     child.once('exit', () => resolve());
     child.once('error', () => resolve());
   });
-  let cut: GdbRun['cut'] = null;
+  let cut: InjectorRun['cut'] = null;
   let killed = false;
   const cutShort = async (why: 'deadline' | 'cancelled') => {
     if (cut !== null) return;
     cut = why;
-    channel.destroy(); // EOF on fd 3: the script stops at its next step and detaches
-    // Grace for the step in progress (at most four bounded calls: mmap, dlopen, dlerror, munmap),
-    // then SIGTERM (gdb quits, which detaches), then SIGKILL (the kernel detaches).
-    const escalation: Array<[NodeJS.Signals | null, number]> = [[null, 4 * options.callMs + 2000], ['SIGTERM', 2000], ['SIGKILL', 0]];
+    channel.destroy(); // EOF on fd 3: the injector stops at its next step and detaches
+    // Grace for the step in progress, then SIGTERM (it quits, which detaches), then SIGKILL (the
+    // kernel detaches).
+    const escalation: Array<[NodeJS.Signals | null, number]> = [[null, graceMs], ['SIGTERM', 2000], ['SIGKILL', 0]];
     for (const [signal, waitMs] of escalation) {
       if (signal !== null) {
         killed = true;
@@ -199,13 +241,14 @@ async function runGdb(pid: number, gdb: string, library: string, options: { dead
     /* no log */
   }
   rmSync(dir, { recursive: true, force: true });
-  return { stages, cut, killed, stoppedMs: Math.round(stoppedMs), gdbMs: Date.now() - started, log: text };
+  return { stages, cut, killed, stoppedMs: Math.round(stoppedMs), injectorMs: Date.now() - started, log: text };
 }
 
 /**
- * After gdb, however it ended: the target must be alive and running. A gdb killed during attach
- * can leave the process in group stop, or a SIGSTOP still pending that lands a moment later, so
- * after an unclean end this looks for ~200 ms.
+ * After the injector, however it ended: the target must be alive and running. A gdb killed
+ * during attach can leave the process in group stop, or a SIGSTOP still pending that lands a
+ * moment later, so after an unclean end this looks for ~200 ms (the ptrace injector sends no
+ * signal, but the check costs nothing).
  */
 async function ensureRunning(pid: number, clean: boolean): Promise<{ alive: boolean; resumed: boolean }> {
   const gone = (state: string | null) => state === null || /^[ZX]$/.test(state);
@@ -230,34 +273,58 @@ const STAGE_ERRORS: Record<string, AllocscopeErrorCode> = {
   'no-safe-point': 'ETIMEDOUT',
   timeout: 'ETIMEDOUT',
   dlopen: 'EAGENT',
+  // The ptrace injector's own refusals: a libc it cannot call into, no room for the call, no XSAVE.
+  symbols: 'EUNSUPPORTED',
+  cave: 'EUNSUPPORTED',
+  unsupported: 'EUNSUPPORTED',
 };
 
-/** The error of a gdb run that did not load the agent (the target was found running afterwards). */
-function failureOf(pid: number, run: GdbRun, timeoutMs: number, resumedTarget: boolean): AllocscopeError {
-  const details = { pid, stages: run.stages.map((s) => s.stage), gdbMs: run.gdbMs, stoppedMs: run.stoppedMs, gdbKilled: run.killed, resumedTarget };
+/** The error of an injector run that did not load the agent (the target was found running afterwards). */
+function failureOf(pid: number, injector: Injector, run: InjectorRun, timeoutMs: number, resumedTarget: boolean): AllocscopeError {
+  const details = { pid, injector, stages: run.stages.map((s) => s.stage), injectorMs: run.injectorMs, stoppedMs: run.stoppedMs, injectorKilled: run.killed, resumedTarget };
   const after = resumedTarget ? 'the target was left stopped and has been resumed (SIGCONT)' : 'the target runs on';
-  if (run.cut === 'cancelled') return new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled; gdb is gone and ${after}.`, details);
-  if (run.cut === 'deadline') return new AllocscopeError('ETIMEDOUT', `attach to pid ${pid} did not finish within ${timeoutMs} ms; gdb is gone and ${after}. Retry with a longer --timeout.`, details);
+  if (run.cut === 'cancelled') return new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled; the ${injector} injector is gone and ${after}.`, details);
+  if (run.cut === 'deadline') return new AllocscopeError('ETIMEDOUT', `attach to pid ${pid} did not finish within ${timeoutMs} ms; the ${injector} injector is gone and ${after}. Retry with a longer --timeout.`, details);
   const error = run.stages.find((s) => s.stage === 'error');
   if (error !== undefined) {
     const step = String(error.code);
     const ptrace = /ptrace: .+/.exec(run.log);
-    return new AllocscopeError(STAGE_ERRORS[step] ?? 'EAGENT', `attach to pid ${pid} failed: ${String(error.message)}${ptrace !== null ? ` (gdb: ${ptrace[0]})` : ''}; ${after}, and nothing is left loaded.`, { ...details, step });
+    // The ptrace injector's call cannot be unwound once it runs (it holds the loader's lock).
+    const loaded = injector === 'ptrace' && step === 'timeout' ? 'and the call may still load the agent' : 'and nothing is left loaded';
+    return new AllocscopeError(STAGE_ERRORS[step] ?? 'EAGENT', `attach to pid ${pid} failed: ${String(error.message)}${ptrace !== null ? ` (gdb: ${ptrace[0]})` : ''}; ${after}, ${loaded}.`, { ...details, step });
   }
-  return new AllocscopeError('EAGENT', `gdb ended without loading the agent into pid ${pid} (${run.log.trim().split('\n').slice(-3).join(' / ') || 'no output'}); ${after}.`, details);
+  return new AllocscopeError('EAGENT', `the ${injector} injector ended without loading the agent into pid ${pid} (${run.log.trim().split('\n').slice(-3).join(' / ') || 'no output'}); ${after}.`, details);
+}
+
+/** The injector to use: the one asked for, else ptrace where it is built; gdb-only options need gdb. */
+function chooseInjector(pid: number, options: AttachOptions): Injector {
+  const built = process.arch === 'x64' && existsSync(injectorPath());
+  const injector = options.injector ?? (built ? 'ptrace' : 'gdb');
+  if (injector !== 'ptrace' && injector !== 'gdb') {
+    throw new AllocscopeError('EINVAL', `injector is 'ptrace' or 'gdb'; got ${describe(injector)}.`, { pid });
+  }
+  if (injector === 'ptrace' && (options.debugSymbols !== undefined || options.gdbPath !== undefined)) {
+    throw new AllocscopeError('EINVAL', "debugSymbols and gdbPath apply to the gdb injector only; pass injector: 'gdb' with them (the CLI: --injector gdb).", { pid });
+  }
+  if (injector === 'ptrace' && !built) {
+    throw new AllocscopeError('EUNSUPPORTED', `the ptrace injector is built for x86_64 only (${injectorPath()} is missing on ${process.arch}); use injector: 'gdb' (the CLI: --injector gdb).`, { pid });
+  }
+  return injector;
 }
 
 /**
- * Loads the agent into running process `pid` with gdb and returns its first snapshot (level
- * 'attached'). Throws EINVAL (no consent, bad pid, stopped target), ESRCH, EACCES (not allowed to
- * ptrace it, or the target could not load the library), EUNSUPPORTED (no gdb, other namespace),
- * ETIMEDOUT, ECANCELED or EAGENT, always with the target left running.
+ * Loads the agent into running process `pid` and returns its first snapshot (level 'attached').
+ * Throws EINVAL (no consent, bad pid or options, stopped target), ESRCH, EACCES (not allowed to
+ * ptrace it, or the target could not load the library), EUNSUPPORTED (no gdb, other namespace, a
+ * target the ptrace injector cannot call into), ETIMEDOUT, ECANCELED or EAGENT, always with the
+ * target left running.
  */
 export async function attachAgent(pid: number, options: AttachOptions): Promise<AttachResult> {
   if (options?.allowInject !== true) {
     throw new AllocscopeError('EINVAL', 'attach loads code into another process and stops it briefly; pass { allowInject: true } (the CLI: --allow-inject) to consent.', { pid });
   }
   const timeoutMs = checkNumber('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 1, 3_600_000);
+  const injector = chooseInjector(pid, options);
   const deadline = Date.now() + timeoutMs;
   checkPid(pid);
   throwIfAborted(pid, options.signal);
@@ -268,7 +335,7 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
   if (agentSocketExists(pid, { dir })) {
     try {
       const snapshot = await readAgentSnapshot(pid, { dir, timeoutMs: Math.min(2000, timeoutMs) });
-      return { snapshot: preloadsAgent(pid) ? snapshot : relabel(snapshot), injected: false, safePoint: null, stoppedMs: null, gdbMs: null, resumedTarget: false };
+      return { snapshot: preloadsAgent(pid) ? snapshot : relabel(snapshot), injected: false, safePoint: null, stoppedMs: null, injector: null, injectorMs: null, resumedTarget: false };
     } catch {
       /* a stale socket: inject */
     }
@@ -279,21 +346,23 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
     throw new AllocscopeError('EINVAL', `library must be an absolute path of at most 4000 characters; got ${describe(library)}.`, { pid, library });
   }
   checkLibraryLoadable(pid, status, library);
-  const gdb = findGdb(options.gdbPath);
+  const gdb = injector === 'gdb' ? findGdb(options.gdbPath) : null;
   throwIfAborted(pid, options.signal); // the agent check above may have awaited
 
-  const run = await runGdb(pid, gdb, library, { deadline, debugSymbols: options.debugSymbols === true, signal: options.signal, ...budgets(timeoutMs) });
+  const shares = budgets(timeoutMs);
+  const command = (dir: string) => (gdb !== null ? gdbCommand(pid, gdb, library, dir, { debugSymbols: options.debugSymbols === true, ...shares }) : ptraceCommand(pid, library, shares));
+  const run = await runInjector(pid, command, { deadline, signal: options.signal });
   const loaded = run.stages.find((s) => s.stage === 'loaded');
   const clean = run.stages.some((s) => s.stage === 'detached') && !run.killed;
   const { alive, resumed } = await ensureRunning(pid, clean);
   if (!alive) {
-    throw new AllocscopeError('EAGENT', `pid ${pid} is gone after the attach (it exited, or was killed while gdb held it); see its logs.`, { pid, stages: run.stages.map((s) => s.stage) });
+    throw new AllocscopeError('EAGENT', `pid ${pid} is gone after the attach (it exited, or was killed while the ${injector} injector held it); see its logs.`, { pid, injector, stages: run.stages.map((s) => s.stage) });
   }
-  if (loaded === undefined) throw failureOf(pid, run, timeoutMs, resumed);
+  if (loaded === undefined) throw failureOf(pid, injector, run, timeoutMs, resumed);
   if (run.cut === 'cancelled') {
     throw new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled after the agent was loaded; it stays loaded (never unloaded) and serves snapshots (allocscope attach ${pid} --allow-inject reads it without injecting); the target runs on.`, { pid, loaded: true });
   }
-  // timeoutMs bounds gdb; the agent's first answer has bounds of its own.
+  // timeoutMs bounds the injector; the agent's first answer has bounds of its own.
   const appeared = await waitUntil(() => agentSocketExists(pid, { dir }), 3000);
   if (!appeared) {
     throw new AllocscopeError('EAGENT', `the agent is loaded into pid ${pid} but opened no socket (its directory may be untrusted: ${dir ?? `/tmp/allocscope-<uid>`}); the target runs on.`, { pid, dir });
@@ -304,7 +373,8 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
     injected: true,
     safePoint: String(loaded.how),
     stoppedMs: run.stoppedMs,
-    gdbMs: run.gdbMs,
+    injector,
+    injectorMs: run.injectorMs,
     resumedTarget: resumed,
   };
 }
@@ -321,7 +391,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 }
 
 function throwIfAborted(pid: number, signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled before gdb started; nothing was done.`, { pid });
+  if (signal?.aborted) throw new AllocscopeError('ECANCELED', `attach to pid ${pid} cancelled before the injector started; nothing was done.`, { pid });
 }
 
 async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {

@@ -37,14 +37,14 @@ t.test('without --allow-inject: the risks, a non-zero exit, and nothing done', a
   t.equal(refused.code, EXIT_NO_CONSENT);
   t.equal(refused.out, '');
   t.match(refused.err, /--allow-inject/);
-  t.match(refused.err, /stops every thread/);
+  t.match(refused.err, /stops one thread at a time/);
   t.match(refused.err, /LD_PRELOAD/);
   t.equal(readStatus(w.pid)?.TracerPid, '0', 'gdb never ran');
   t.notOk(hasAgent(w.pid));
 });
 
 t.test('usage errors exit 2', async (t) => {
-  for (const argv of [['attach'], ['attach', 'abc'], ['attach', '12', '34'], ['attach', '-5'], ['attach', '1', '--timeout', '0'], ['attach', '1', '--bogus']]) {
+  for (const argv of [['attach'], ['attach', 'abc'], ['attach', '12', '34'], ['attach', '-5'], ['attach', '1', '--timeout', '0'], ['attach', '1', '--bogus'], ['attach', '1', '--injector', 'lldb'], ['attach', '1', '--debug-symbols']]) {
     t.equal((await run(argv)).code, 2, argv.join(' '));
   }
   t.match((await run(['help'])).out, /attach PID --allow-inject/);
@@ -100,7 +100,7 @@ t.test('as nobody against a root process: EACCES, said so, and no escalation', {
 
 t.test('a signal during the attach (in process): the command undoes it and returns 128 + signo', async (t) => {
   const w = await start(['leak', '4096', '5', '0']);
-  const pending = run(['attach', String(w.pid), '--allow-inject', '--debug-symbols', '--timeout', '30000']);
+  const pending = run(['attach', String(w.pid), '--allow-inject', '--injector', 'gdb', '--debug-symbols', '--timeout', '30000']);
   // Deliver to the command's own listener only (tap listens for real signals too).
   const handler = process.listeners('SIGINT').at(-1) as (signal: NodeJS.Signals) => void;
   t.ok(await waitFor(() => processState(w.pid) === 't', 20_000), 'gdb holds the target');
@@ -129,7 +129,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} to the CLI while gdb holds the target: gdb detaches, the target runs on`, async (t) => {
     const w = await start(['leak', '4096', '5', '0']);
     // --debug-symbols makes gdb hold the target for ~0.5 s, long enough to be caught at it.
-    const cli = spawn(process.execPath, [bin, 'attach', String(w.pid), '--allow-inject', '--debug-symbols', '--timeout', '30000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cli = spawn(process.execPath, [bin, 'attach', String(w.pid), '--allow-inject', '--injector', 'gdb', '--debug-symbols', '--timeout', '30000'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     cli.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => cli.once('exit', (code, sig) => resolve({ code, signal: sig })));
@@ -143,3 +143,24 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     t.ok(await waitFor(() => runsFree(w.pid), 1000), 'alive, running, untraced');
   });
 }
+
+t.test('SIGTERM to the CLI while the ptrace injector holds a thread: it is undone, the target runs on', async (t) => {
+  const w = await start(['leak', '4096', '5', '0']);
+  // The injector's test hook parks it holding the chosen thread, deaf to the cancel: the CLI must
+  // end it (SIGTERM after the grace; the kernel detaches) and still exit as the signal asks.
+  const cli = spawn(process.execPath, [bin, 'attach', String(w.pid), '--allow-inject', '--timeout', '1000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ALLOCSCOPE_INJECT_PAUSE_AT: 'safe-point' },
+  });
+  let stderr = '';
+  cli.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => cli.once('exit', (code, sig) => resolve({ code, signal: sig })));
+  t.ok(await waitFor(() => processState(w.pid) === 't', 20_000), 'the injector holds the thread');
+  cli.kill('SIGTERM');
+  const { code, signal } = await exited;
+  t.equal(signal, null, 'the CLI handled the signal');
+  t.equal(code, 143, stderr);
+  t.match(stderr, /the ptrace injector is gone.*\[ECANCELED\]/);
+  t.ok(await waitFor(() => runsFree(w.pid), 1000), 'alive, running, untraced');
+  t.notOk(hasAgent(w.pid), 'nothing loaded');
+});

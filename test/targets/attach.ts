@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import schema from '../../schema/snapshot.v1.json';
 import { readAgentSnapshot } from '../../lib/targets/agent';
-import { attachAgent, type AttachResult } from '../../lib/targets/attach';
+import { attachAgent, type AttachOptions, type AttachResult, type Injector } from '../../lib/targets/attach';
 import { processState, readStatus } from '../../lib/targets/attach-preflight';
 import { skipUnlessInstalled } from '../helpers/child';
 import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
@@ -37,25 +37,28 @@ t.teardown(() => {
   if (stoppedTimes.length > 0) t.comment(`target stop per attach (sampled), ms: ${stoppedTimes.join(', ')}`);
 });
 
-async function attachAndCheck(t: tap.Test, w: Workload, name: string, debugSymbols = false): Promise<AttachResult> {
-  const result = await attachAgent(w.pid, { allowInject: true, debugSymbols, timeoutMs: 30_000 });
-  t.equal(result.injected, true, `injected (${result.safePoint}, stopped ~${result.stoppedMs} ms, gdb ${result.gdbMs} ms)`);
+async function attachAndCheck(t: tap.Test, w: Workload, name: string, options: Partial<AttachOptions> = {}): Promise<AttachResult> {
+  const result = await attachAgent(w.pid, { allowInject: true, timeoutMs: 30_000, ...options });
+  t.equal(result.injected, true, `injected (${result.safePoint}, stopped ~${result.stoppedMs} ms, ${result.injector} ${result.injectorMs} ms)`);
+  t.equal(result.injector, options.injector ?? 'ptrace', 'ptrace is the default injector on x86_64');
   t.equal(result.snapshot.allocator.name, name, result.snapshot.allocator.detectedBy);
   t.equal(result.snapshot.level, 'attached');
   t.equal(result.snapshot.source, 'attach');
   t.equal(result.snapshot.pid, w.pid);
   t.ok(validate(result.snapshot), JSON.stringify(validate.errors));
   t.equal(runsFree(w.pid), true, 'the target runs on, untraced');
-  t.equal(result.resumedTarget, false, 'gdb detached cleanly: nothing to resume');
+  t.equal(result.resumedTarget, false, 'the injector detached cleanly: nothing to resume');
   stoppedTimes.push(result.stoppedMs ?? -1);
   return result;
 }
 
-for (const name of ['glibc', 'jemalloc'] as const) {
-  t.test(`${name}: attach loads the agent into a running process, which keeps running`, { skip: name === 'glibc' ? false : skipUnlessInstalled(name) }, async (t) => {
+const INJECTORS: Injector[] = ['ptrace', 'gdb'];
+
+for (const [name, injector] of [['glibc', 'ptrace'], ['jemalloc', 'ptrace'], ['glibc', 'gdb'], ['jemalloc', 'gdb']] as const) {
+  t.test(`${name}, ${injector} injector: attach loads the agent into a running process, which keeps running`, { skip: name === 'glibc' ? false : skipUnlessInstalled(name) }, async (t) => {
     // 64 KiB every 10 ms, never freed.
     const w = await start(['leak', '65536', '10', '0'], { allocator: name });
-    const first = await attachAndCheck(t, w, name);
+    const first = await attachAndCheck(t, w, name, { injector });
     t.match(first.safePoint, /^blocked in (clock_)?nanosleep$/, 'a thread asleep in nanosleep is a safe point');
     await sleep(400);
     const second = await readAgentSnapshot(w.pid);
@@ -65,18 +68,22 @@ for (const name of ['glibc', 'jemalloc'] as const) {
   });
 }
 
-t.test('a process busy inside malloc is injected at an allocator entry, not mid-malloc', async (t) => {
-  // heaptrack's `call dlopen("...")` killed this target in 14 of 15 tries (gdb malloc'd the string
-  // inside an unfinished malloc). Three attaches in a row must all leave it running.
-  for (let i = 0; i < 3; i++) {
-    const w = await start(['steady', '100000', '0', '0']);
-    const result = await attachAndCheck(t, w, 'glibc');
-    t.match(result.safePoint, /^at the entry of (malloc|free|calloc|realloc)$|^blocked in/, String(result.safePoint));
-    await sleep(100);
-    t.equal(runsFree(w.pid), true, 'still running 100 ms later');
-    w.stop();
-  }
-});
+for (const injector of INJECTORS) {
+  t.test(`${injector}: a process busy inside malloc is injected at a safe point, not mid-malloc`, async (t) => {
+    // heaptrack's `call dlopen("...")` killed this target in 14 of 15 tries (gdb malloc'd the string
+    // inside an unfinished malloc). Three attaches in a row must all leave it running. gdb waits for
+    // an allocator's entry; the ptrace injector samples until the thread runs the program's own code.
+    const safe = injector === 'gdb' ? /^at the entry of (malloc|free|calloc|realloc)$|^blocked in/ : /^running its own code \(heap_workload\)$|^blocked in/;
+    for (let i = 0; i < 3; i++) {
+      const w = await start(['steady', '100000', '0', '0']);
+      const result = await attachAndCheck(t, w, 'glibc', { injector });
+      t.match(result.safePoint, safe, String(result.safePoint));
+      await sleep(100);
+      t.equal(runsFree(w.pid), true, 'still running 100 ms later');
+      w.stop();
+    }
+  });
+}
 
 t.test('a Node process: injected next to libuv, and the event loop keeps turning', async (t) => {
   // A timer every 5 ms counts ticks on stdout; after the attach the count must still grow.
@@ -84,21 +91,21 @@ t.test('a Node process: injected next to libuv, and the event loop keeps turning
   t.teardown(() => node.kill('SIGKILL'));
   let last = '';
   node.stdout.on('data', (chunk: Buffer) => (last = chunk.toString().trim().split('\n').pop() ?? ''));
-  t.ok(await waitFor(() => last !== '', 10_000), 'node is up');
+  t.ok(await waitFor(() => /^\d+$/.test(last), 10_000), 'node is up and counting');
   const result = await attachAgent(node.pid as number, { allowInject: true, timeoutMs: 30_000 });
   t.equal(result.snapshot.allocator.name, 'glibc');
   t.equal(result.snapshot.level, 'attached');
-  t.match(result.safePoint, /^blocked in /, String(result.safePoint));
-  t.comment(`node: stopped ~${result.stoppedMs} ms, gdb ${result.gdbMs} ms`);
+  t.match(result.safePoint, /^blocked in |^running its own code \(node\)$/, String(result.safePoint));
+  t.comment(`node: stopped ~${result.stoppedMs} ms, ${result.injector} ${result.injectorMs} ms`);
   const before = Number(last);
   await sleep(300);
   t.ok(Number(last) > before, `ticks went on: ${before} -> ${last}`);
   t.equal(runsFree(node.pid as number), true);
 });
 
-t.test('with libc debug symbols allowed, the same call forms work (the target just stops longer)', async (t) => {
+t.test('gdb with libc debug symbols allowed: the same call forms work (the target just stops longer)', async (t) => {
   const w = await start(['leak', '4096', '5', '0']);
-  await attachAndCheck(t, w, 'glibc', true);
+  await attachAndCheck(t, w, 'glibc', { injector: 'gdb', debugSymbols: true });
 });
 
 t.test('an agent that already answers is returned without injecting', async (t) => {
@@ -126,6 +133,9 @@ t.test('refusals: no consent, bad pid, no such process, this process', async (t)
   for (const pid of [0, -1, 1.5, Number.NaN]) await t.rejects(attachAgent(pid, { allowInject: true }), { code: 'EINVAL' }, String(pid));
   await t.rejects(attachAgent(process.pid, { allowInject: true }), { code: 'EINVAL' }, 'not itself');
   await t.rejects(attachAgent(w.pid, { allowInject: true, timeoutMs: 0 }), { code: 'EINVAL' });
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'lldb' as Injector }), { code: 'EINVAL' }, 'an unknown injector');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, debugSymbols: true }), { code: 'EINVAL' }, 'a gdb option with the ptrace injector');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'ptrace', gdbPath: '/usr/bin/gdb' }), { code: 'EINVAL' });
   const gone = await start(['steady', '10', '5', '0']);
   gone.stop();
   await new Promise((resolve) => gone.child.once('exit', resolve));
@@ -171,7 +181,7 @@ t.test('a deadline too short for gdb: ETIMEDOUT, nothing loaded, and the target 
 t.test('an abort mid-attach: ECANCELED, gdb detaches, the target runs on', async (t) => {
   const w = await start(['leak', '4096', '5', '0']);
   const controller = new AbortController();
-  const attach = attachAgent(w.pid, { allowInject: true, debugSymbols: true, signal: controller.signal, timeoutMs: 30_000 });
+  const attach = attachAgent(w.pid, { allowInject: true, injector: 'gdb', debugSymbols: true, signal: controller.signal, timeoutMs: 30_000 });
   const traced = await waitFor(() => readStatus(w.pid)?.TracerPid !== '0', 10_000);
   controller.abort();
   const outcome = await attach.then(
@@ -186,13 +196,13 @@ t.test('an abort mid-attach: ECANCELED, gdb detaches, the target runs on', async
   await t.rejects(attachAgent(w.pid, { allowInject: true, signal: aborted.signal }), { code: 'ECANCELED' }, 'already aborted: gdb never starts');
 });
 
-t.test('no thread reaches a safe point (a busy loop that never calls malloc): nothing injected', async (t) => {
+t.test('gdb: no thread reaches a safe point (a busy loop that never calls malloc): nothing injected', async (t) => {
   const loop = spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
   t.teardown(() => loop.kill('SIGKILL'));
   const pid = loop.pid as number;
   await sleep(100);
   // timeoutMs 6000: a 1200 ms safe-point budget, and time for gdb on a loaded machine.
-  const error = await attachAgent(pid, { allowInject: true, timeoutMs: 6000 }).catch((e: { code: string; details: { step?: string } }) => e);
+  const error = await attachAgent(pid, { allowInject: true, injector: 'gdb', timeoutMs: 6000 }).catch((e: { code: string; details: { step?: string } }) => e);
   t.match(error, { code: 'ETIMEDOUT' });
   t.comment(`ended by: ${(error as { details: { step?: string } }).details.step ?? 'the deadline'}`);
   t.equal(runsFree(pid), true, 'the loop runs on, untraced');
@@ -205,9 +215,11 @@ t.test("a library the target cannot load: EAGENT with dlopen's reason, the targe
   const notElf = join(dir, 'libnot-elf.so');
   writeFileSync(notElf, 'not an ELF file\n', { mode: 0o644 });
   const w = await start(['leak', '4096', '5', '0']);
-  const error = await attachAgent(w.pid, { allowInject: true, library: notElf, timeoutMs: 30_000 }).catch((e: { code: string; details: { step: string } }) => e);
-  t.match(error, { code: 'EAGENT', details: { step: 'dlopen' } });
-  t.equal(runsFree(w.pid), true);
+  for (const injector of INJECTORS) {
+    const error = await attachAgent(w.pid, { allowInject: true, injector, library: notElf, timeoutMs: 30_000 }).catch((e: { code: string; details: { step: string } }) => e);
+    t.match(error, { code: 'EAGENT', details: { step: 'dlopen' }, message: /invalid ELF header|file too short/ }, `${injector}: dlopen's own words`);
+    t.equal(runsFree(w.pid), true);
+  }
   await t.rejects(attachAgent(w.pid, { allowInject: true, library: 'libnot-elf.so' }), { code: 'EINVAL' }, 'a relative path');
   await t.rejects(attachAgent(w.pid, { allowInject: true, library: join(dir, 'missing.so') }), { code: 'EAGENT' }, 'a missing file');
   chmodSync(dir, 0o777);
@@ -230,8 +242,8 @@ t.test('a gdb that hangs and ignores SIGTERM is killed: cancel, SIGTERM, SIGKILL
   const started = Date.now();
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 300); // after the deadline: the first cut stands
-  const error = await attachAgent(w.pid, { allowInject: true, gdbPath: hanging, timeoutMs: 50, signal: controller.signal }).catch((e: unknown) => e);
-  t.match(error, { code: 'ETIMEDOUT', details: { gdbKilled: true } });
+  const error = await attachAgent(w.pid, { allowInject: true, injector: 'gdb', gdbPath: hanging, timeoutMs: 50, signal: controller.signal }).catch((e: unknown) => e);
+  t.match(error, { code: 'ETIMEDOUT', details: { injectorKilled: true } });
   // 50 ms, the cancel grace (4 x 200 ms calls + 2 s) and 2 s after SIGTERM.
   t.ok(Date.now() - started < 10_000, `bounded: ${Date.now() - started} ms`);
   t.equal(runsFree(w.pid), true);
@@ -251,20 +263,80 @@ t.test('whatever gdb reports or does, the outcome has a code and the target runs
   const w = await start(['steady', '10', '5', '0']);
   for (const [label, body, expected] of cases) {
     const gdbPath = fakeGdb(dir, label.replace(/\W+/g, '-'), body);
-    const error = await attachAgent(w.pid, { allowInject: true, gdbPath }).catch((e: unknown) => e);
+    const error = await attachAgent(w.pid, { allowInject: true, injector: 'gdb', gdbPath }).catch((e: unknown) => e);
     t.match(error, expected, label);
     t.equal(runsFree(w.pid), true, `${label}: the target runs`);
   }
   const slow = fakeGdb(dir, 'gdb-loads-then-lingers', `echo '{"stage":"loaded","how":"x"}' >&3\necho '{"stage":"detached"}' >&3\nsleep 1`);
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 200);
-  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: slow, signal: controller.signal }), { code: 'ECANCELED', details: { loaded: true } }, 'cancelled after the load: said so');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'gdb', gdbPath: slow, signal: controller.signal }), { code: 'ECANCELED', details: { loaded: true } }, 'cancelled after the load: said so');
   const killer = fakeGdb(dir, 'gdb-kills', 'kill -KILL $ALLOCSCOPE_ATTACH_PID\necho \'{"stage":"detached"}\' >&3');
-  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: killer }), { code: 'EAGENT' }, 'a target that died meanwhile is reported');
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'gdb', gdbPath: killer }), { code: 'EAGENT' }, 'a target that died meanwhile is reported');
 });
 
 t.test('no gdb: EUNSUPPORTED before anything happens', async (t) => {
   const w = await start(['steady', '10', '5', '0']);
-  await t.rejects(attachAgent(w.pid, { allowInject: true, gdbPath: '/nonexistent/gdb' }), { code: 'EUNSUPPORTED' });
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'gdb', gdbPath: '/nonexistent/gdb' }), { code: 'EUNSUPPORTED' });
   t.equal(runsFree(w.pid), true);
+});
+
+const INJECT_TARGET = join(__dirname, '..', '..', 'build', 'Release', 'inject_target');
+
+/** inject_target MODE N: resolves with its pid, and its end (exit code and what it printed). */
+async function startInjectTarget(t: tap.Test, mode: string, n: number) {
+  const child = spawn(INJECT_TARGET, [mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  let printed = '';
+  child.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+  const ended = new Promise<{ code: number | null; printed: string }>((resolve) => child.once('exit', (code) => resolve({ code, printed })));
+  await waitFor(() => printed.startsWith('ready'), 5000);
+  return { pid: child.pid as number, ended };
+}
+
+t.test('ptrace: the borrowed thread goes on exactly as it was (registers, vector state, red zone, flags, errno, a sleep)', async (t) => {
+  // registers: a loop that checks r8-r15, ymm0-14, its red zone and DF every turn, borrowed in
+  // its own code; sleep: one clock_nanosleep, borrowed while blocked in it: it must be restarted
+  // for the time left, not cut short (EINTR) or lengthened from scratch.
+  for (const [mode, n, safe] of [['registers', 3, /^running its own code \(inject_target\)$/], ['sleep', 1500, /^blocked in clock_nanosleep$/], ['malloc', 2, /^running its own code \(inject_target\)$|^blocked in/]] as const) {
+    const target = await startInjectTarget(t, mode, n);
+    await sleep(300);
+    const started = Date.now();
+    const result = await attachAgent(target.pid, { allowInject: true, timeoutMs: 30_000 });
+    t.match(result.safePoint, safe, `${mode}: ${result.safePoint}`);
+    const { code, printed } = await target.ended;
+    t.equal(code, 0, `${mode}: ended cleanly: ${printed.trim().split('\n').pop()}`);
+    if (mode === 'sleep') t.ok(Date.now() - started < 1500, 'the sleep was not started again from scratch');
+  }
+});
+
+t.test('ptrace: no thread reaches a safe point (blocked in read, which the loader also does): nothing injected', async (t) => {
+  const cat = spawn('cat', [], { stdio: ['pipe', 'ignore', 'ignore'] });
+  t.teardown(() => cat.kill('SIGKILL'));
+  await sleep(100);
+  const pid = cat.pid as number;
+  const error = await attachAgent(pid, { allowInject: true, timeoutMs: 2000 }).catch((e: unknown) => e);
+  t.match(error, { code: 'ETIMEDOUT', details: { step: 'no-safe-point', injector: 'ptrace' } });
+  t.equal(runsFree(pid), true, 'cat runs on, untraced');
+  t.equal(readFileSync(`/proc/${pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'nothing was loaded');
+  cat.stdin.end('still reading\n');
+  t.equal(await new Promise((resolve) => cat.once('exit', resolve)), 0, 'and its read goes on: cat ends normally at EOF');
+});
+
+t.test('ptrace: an abort while the injector holds a stopped thread: ECANCELED, the thread resumes as it was', async (t) => {
+  // The test hook parks the injector right after it chose (and holds) a thread; the abort's EOF
+  // goes unheard, so it ends the hard way: SIGTERM after the grace, the kernel detaches.
+  const target = await startInjectTarget(t, 'sleep', 4000);
+  process.env.ALLOCSCOPE_INJECT_PAUSE_AT = 'safe-point';
+  t.teardown(() => delete process.env.ALLOCSCOPE_INJECT_PAUSE_AT);
+  const controller = new AbortController();
+  const attach = attachAgent(target.pid, { allowInject: true, timeoutMs: 1000, signal: controller.signal }).catch((e: unknown) => e);
+  t.ok(await waitFor(() => processState(target.pid) === 't', 5000), 'the injector holds the thread');
+  controller.abort();
+  t.match(await attach, { code: 'ECANCELED', details: { injectorKilled: true, stages: ['attached', 'symbols', 'safe-point', 'paused'] } });
+  delete process.env.ALLOCSCOPE_INJECT_PAUSE_AT;
+  t.equal(runsFree(target.pid), true, 'running, untraced');
+  t.equal(readFileSync(`/proc/${target.pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'nothing was loaded');
+  const { code, printed } = await target.ended;
+  t.equal(code, 0, `its sleep was restarted and ended normally: ${printed.trim().split('\n').pop()}`);
 });
