@@ -116,9 +116,12 @@ interface InjectorCommand {
 }
 
 /** The budgets inside the injector: shares of the deadline, within fixed bounds. */
-function budgets(timeoutMs: number): { safePointMs: number; callMs: number } {
+function budgets(timeoutMs: number, injector: Injector): { safePointMs: number; callMs: number } {
   const clamp = (value: number, min: number, max: number) => Math.round(Math.min(max, Math.max(min, value)));
-  return { safePointMs: clamp(timeoutMs / 5, 100, 2000), callMs: clamp(timeoutMs / 5, 200, 3000) };
+  // gdb holds every thread while it waits; the ptrace injector's samples stop one thread for
+  // microseconds each, so it can afford to wait longer for a thread busy inside libc to come out.
+  const safePointMs = injector === 'gdb' ? clamp(timeoutMs / 5, 100, 2000) : clamp(timeoutMs / 2, 100, 10_000);
+  return { safePointMs, callMs: clamp(timeoutMs / 5, 200, 3000) };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -206,12 +209,16 @@ async function runInjector(pid: number, command: (dir: string) => InjectorComman
     child.once('exit', () => resolve());
     child.once('error', () => resolve());
   });
+  // 'exit' can come before the last lines on fd 3 have been read: those are read until its close.
+  const channelClosed = new Promise<void>((resolve) => channel.once('close', () => resolve()));
   let cut: InjectorRun['cut'] = null;
   let killed = false;
   const cutShort = async (why: 'deadline' | 'cancelled') => {
     if (cut !== null) return;
     cut = why;
-    channel.destroy(); // EOF on fd 3: the injector stops at its next step and detaches
+    // EOF on fd 3 (our side half-closed): the injector stops at its next step and detaches. Its
+    // side stays open: a step it still finishes (the ptrace injector's call, once under way) is heard.
+    channel.end();
     // Grace for the step in progress, then SIGTERM (it quits, which detaches), then SIGKILL (the
     // kernel detaches).
     const escalation: Array<[NodeJS.Signals | null, number]> = [[null, graceMs], ['SIGTERM', 2000], ['SIGKILL', 0]];
@@ -228,6 +235,7 @@ async function runInjector(pid: number, command: (dir: string) => InjectorComman
   const timer = setTimeout(() => void cutShort('deadline'), Math.max(0, options.deadline - Date.now()));
   try {
     await exited;
+    await settlesWithin(channelClosed, 1000);
   } finally {
     clearTimeout(timer);
     clearInterval(sampler);
@@ -349,7 +357,7 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
   const gdb = injector === 'gdb' ? findGdb(options.gdbPath) : null;
   throwIfAborted(pid, options.signal); // the agent check above may have awaited
 
-  const shares = budgets(timeoutMs);
+  const shares = budgets(timeoutMs, injector);
   const command = (dir: string) => (gdb !== null ? gdbCommand(pid, gdb, library, dir, { debugSymbols: options.debugSymbols === true, ...shares }) : ptraceCommand(pid, library, shares));
   const run = await runInjector(pid, command, { deadline, signal: options.signal });
   const loaded = run.stages.find((s) => s.stage === 'loaded');

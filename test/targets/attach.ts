@@ -75,7 +75,9 @@ for (const injector of INJECTORS) {
     // an allocator's entry; the ptrace injector samples until the thread runs the program's own code.
     const safe = injector === 'gdb' ? /^at the entry of (malloc|free|calloc|realloc)$|^blocked in/ : /^running its own code \(heap_workload\)$|^blocked in/;
     for (let i = 0; i < 3; i++) {
-      const w = await start(['steady', '100000', '0', '0']);
+      // ptrace: blocks of varied sizes (more of the program's own code between the calls than
+      // steady's fixed 1000 B, whose loop is ~0.1% of its time: a sample may take seconds to land there).
+      const w = await start(injector === 'gdb' ? ['steady', '100000', '0', '0'] : ['fragment', '1', '0', '0']);
       const result = await attachAndCheck(t, w, 'glibc', { injector });
       t.match(result.safePoint, safe, String(result.safePoint));
       await sleep(100);
@@ -167,10 +169,24 @@ t.test('a process another debugger traces is refused', async (t) => {
   t.ok(await waitFor(() => runsFree(w.pid) === true, 5000), 'runs once the other debugger is gone');
 });
 
+t.test('ptrace, a deadline shorter than the attach: either it loaded (the call was under way) or ETIMEDOUT with nothing loaded', async (t) => {
+  for (let i = 0; i < 5; i++) {
+    const w = await start(['leak', '4096', '5', '0']);
+    const outcome = await attachAgent(w.pid, { allowInject: true, timeoutMs: 1 }).then(
+      (result) => (result.injected ? 'loaded' : 'not injected'),
+      (e: { code: string }) => e.code,
+    );
+    const loaded = readFileSync(`/proc/${w.pid}/maps`, 'utf8').includes('liballocscope_agent');
+    t.ok((outcome === 'loaded' && loaded) || (outcome === 'ETIMEDOUT' && !loaded), `${outcome}, agent in its maps: ${loaded}`);
+    t.equal(runsFree(w.pid), true);
+    w.stop();
+  }
+});
+
 t.test('a deadline too short for gdb: ETIMEDOUT, nothing loaded, and the target runs on', async (t) => {
   const w = await start(['leak', '4096', '5', '0']);
   const started = Date.now();
-  await t.rejects(attachAgent(w.pid, { allowInject: true, timeoutMs: 1 }), { code: 'ETIMEDOUT' });
+  await t.rejects(attachAgent(w.pid, { allowInject: true, injector: 'gdb', timeoutMs: 1 }), { code: 'ETIMEDOUT' });
   t.ok(Date.now() - started < 15_000, `the cut is bounded: ${Date.now() - started} ms`);
   t.equal(runsFree(w.pid), true, 'alive, running, untraced');
   t.equal(readFileSync(`/proc/${w.pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'the cancelled gdb loaded nothing');
