@@ -121,7 +121,7 @@ export function summaryText(result: ProfileResult): string {
 
 export async function profilePid(options: ProfileOptions, io: Io, stop: { requested: boolean } = { requested: false }): Promise<ProfileResult> {
   const source = await openTarget(options.pid, { children: options.children });
-  const writer = options.out !== null ? new SampleWriter(options.out) : null;
+  let writer: SampleWriter | null = null;
   const history: Snapshot[] = [];
   let first: Snapshot | null = null;
   let endedBy: EndReason = 'signal';
@@ -130,6 +130,7 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
   let writeError: string | null = null;
   const started = Date.now();
   try {
+    if (options.out !== null) writer = new SampleWriter(options.out);
     for (let tick = 0; ; tick++) {
       if (stop.requested) break;
       let snapshot: Snapshot;
@@ -178,6 +179,9 @@ export async function profilePid(options: ProfileOptions, io: Io, stop: { reques
     }
   } finally {
     writer?.close();
+    // The procfs sources hold /proc files open: a long-lived caller (a program calling profilePid
+    // again and again) would run out of descriptors otherwise.
+    source.close();
   }
   const last = history.length > 0 ? history[history.length - 1] : null;
   return {

@@ -164,8 +164,9 @@ async function runVariant(options: CompareOptions, variant: CompareVariant, repe
     return { ...run, status, error: errorOf(error) };
   }
   let writer: SampleWriter | null = null;
+  let source: TargetSource | null = null;
   try {
-    const source = await openTarget(server.pid);
+    source = await openTarget(server.pid);
     run.samplesFile = samplesFileName(variant.label, repeat);
     writer = new SampleWriter(join(options.outDir, run.samplesFile));
     const sampler = new Sampler(source, writer);
@@ -220,6 +221,8 @@ async function runVariant(options: CompareOptions, variant: CompareVariant, repe
     return { ...run, status: stopAll.aborted ? 'interrupted' : 'failed', error: errorOf(error) };
   } finally {
     writer?.close();
+    // A compare of many variants and repeats opens one source per run: each lets its /proc files go.
+    source?.close();
     await stopQuietly(server);
   }
 }

@@ -34,6 +34,45 @@ export function procRootOf(options: ProcFileOptions | undefined): string {
   return root;
 }
 
+/**
+ * The largest kB figure whose bytes (x 1024) are still a safe integer: 2^43 - 1 kB, just under
+ * 8 PiB. kB slots are kept only up to it, so every `kB * 1024` after them (lib/snapshot.ts
+ * processBytesFrom, lib/proc/tree.ts) is exact.
+ */
+export const MAX_SAFE_KB = Math.floor(Number.MAX_SAFE_INTEGER / 1024);
+
+const DIGITS = /^\d+$/;
+const HEX_DIGITS = /^[0-9a-fA-F]+$/;
+
+/**
+ * The whole number `digits` spells in decimal, or null when it is not only digits or is above
+ * `max` (default Number.MAX_SAFE_INTEGER). The kernel prints u64 counters, up to 20 digits; a
+ * double holds integers exactly only up to 2^53 - 1, and past that Number() returns a neighbour
+ * (Infinity past ~1.8e308). Any decimal above 2^53 - 1 rounds to 2^53 or more, so the comparison
+ * with `max` is exact. Unknown is the answer where the text holds more than a number can.
+ */
+export function procInteger(digits: string, max: number = Number.MAX_SAFE_INTEGER): number | null {
+  if (!DIGITS.test(digits)) return null;
+  const value = Number(digits);
+  return value <= max ? value : null;
+}
+
+/**
+ * The number `hex` spells, or null when a double cannot hold it exactly. `hex` must be hex digits
+ * only, as the caller's pattern has matched them (parseMaps's line pattern does): no second check
+ * here, where maps of 60k mappings call this 180k times (a regex test would add ~15% to parseMaps).
+ * Addresses are not counts: the kernel prints them up to 16 hex digits, and [vsyscall] (and user
+ * space under 5-level paging) lies past 2^53. Every page-aligned value below 2^64 is a double
+ * (doubles step by at most 2^11 there), so the kernel's addresses and offsets are all exact; only
+ * text no kernel writes comes back null. Up to 13 digits (below 2^52) no BigInt check is needed.
+ */
+export function procHex(hex: string): number | null {
+  const value = parseInt(hex, 16);
+  if (hex.length <= 13) return Number.isNaN(value) ? null : value;
+  // The long path is rare ([vsyscall]): there the digits are checked too, or BigInt() would throw.
+  return Number.isFinite(value) && HEX_DIGITS.test(hex) && BigInt(value) === BigInt(`0x${hex}`) ? value : null;
+}
+
 // One buffer for every read on the JS thread: /proc files are read to EOF into it, and it grows
 // for maps and environ (a Node process's maps is ~73 KB, 60k VMAs give ~3 MB).
 let buffer = Buffer.allocUnsafe(16 * 1024);

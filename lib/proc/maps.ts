@@ -13,7 +13,7 @@
  * enough that V8's 256 KiB pages are not.
  */
 import type { AllocatorName } from '../snapshot';
-import { readProcFile, type ProcFileOptions } from './files';
+import { procHex, procInteger, readProcFile, type ProcFileOptions } from './files';
 
 export const GLIBC_HEAP_MAX_BYTES = 64 * 1024 * 1024;
 /**
@@ -26,13 +26,21 @@ const MAX_GUARD_BYTES = 64 * 1024;
 const MIN_STACK_BYTES = 16 * 1024;
 
 export interface MapsRegion {
-  /** Start address. Exact below 2^53 (all user space on x86-64 and arm64); [vsyscall] is approximate. */
+  /**
+   * Start address. Exact, [vsyscall] and 5-level paging's user space past 2^53 included: page-aligned
+   * values below 2^64 are all doubles (procHex, lib/proc/files.ts).
+   */
   start: number;
   end: number;
   /** e.g. 'rw-p', 'r-xp', '---p'. */
   perms: string;
+  /** Offset into the file, bytes (page-aligned, so exact like the addresses). */
   offset: number;
-  inode: number;
+  /**
+   * The file's inode; 0 for anonymous memory; null when past 2^53 (overlayfs with xino and large
+   * XFS volumes set the high bits): a file all the same.
+   */
+  inode: number | null;
   /** File path, '[heap]', '[stack]', '[anon:name]', ... or '' for an unnamed anonymous mapping. */
   path: string;
 }
@@ -50,20 +58,20 @@ export type RegionKind =
 
 const LINE = /^([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) \S+ (\d+)\s*(.*)$/;
 
-/** Parses maps text into regions, in address order; lines that do not parse are skipped. */
+/**
+ * Parses maps text into regions, in address order; lines that do not parse are skipped, and so are
+ * lines whose address or offset a double cannot hold exactly (no kernel writes one).
+ */
 export function parseMaps(text: string): MapsRegion[] {
   const regions: MapsRegion[] = [];
   for (const line of text.split('\n')) {
     const match = LINE.exec(line);
     if (match === null) continue;
-    regions.push({
-      start: parseInt(match[1], 16),
-      end: parseInt(match[2], 16),
-      perms: match[3],
-      offset: parseInt(match[4], 16),
-      inode: Number(match[5]),
-      path: match[6],
-    });
+    const start = procHex(match[1]);
+    const end = procHex(match[2]);
+    const offset = procHex(match[4]);
+    if (start === null || end === null || offset === null) continue;
+    regions.push({ start, end, perms: match[3], offset, inode: procInteger(match[5]), path: match[6] });
   }
   return regions;
 }

@@ -10,15 +10,20 @@
  */
 import { performance } from 'node:perf_hooks';
 import { AllocscopeError, checkNumber, describe } from '../errors';
-import { readProcFile, type ProcFileOptions } from './files';
+import { MAX_SAFE_KB, procInteger, readProcFile, type ProcFileOptions } from './files';
 import { readStatm, systemPageSize } from './statm';
 
-/** Parses smaps_rollup text: each "<Key>: <n> kB" line after the [rollup] header. */
+/**
+ * Parses smaps_rollup text: each "<Key>: <n> kB" line after the [rollup] header. A figure whose
+ * bytes (x 1024) a double cannot hold is left out, as an odd line is: unknown, never a wrong number.
+ */
 export function parseSmapsRollup(text: string): Record<string, number> {
   const slots: Record<string, number> = {};
   for (const line of text.split('\n')) {
     const match = /^(\w+):\s+(\d+) kB$/.exec(line);
-    if (match !== null) slots[`smaps_rollup.${match[1]}`] = Number(match[2]);
+    if (match === null) continue;
+    const kb = procInteger(match[2], MAX_SAFE_KB);
+    if (kb !== null) slots[`smaps_rollup.${match[1]}`] = kb;
   }
   return slots;
 }

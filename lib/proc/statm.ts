@@ -5,17 +5,31 @@
  * `statm.data` (VmData + VmStk); fields 5 and 7 (lib, dt) are always 0 since Linux 2.6.
  */
 import { readFileSync } from 'node:fs';
-import { readProcFile, type ProcFileOptions } from './files';
+import { procInteger, readProcFile, type ProcFileOptions } from './files';
 
 const STATM_SLOTS = ['statm.size', 'statm.resident', 'statm.shared', 'statm.text', null, 'statm.data', null] as const;
 
-/** Parses the text of /proc/<pid>/statm into slots in pages; {} when it is not seven integers. */
-export function parseStatm(text: string): Record<string, number> {
+/**
+ * The largest page count whose bytes (x `pageBytes`) are still a safe integer: a count past it is
+ * one the readers cannot turn into bytes without rounding (procInteger, lib/proc/files.ts).
+ */
+export function maxSafePages(pageBytes: number = systemPageSize()): number {
+  return Math.floor(Number.MAX_SAFE_INTEGER / pageBytes);
+}
+
+/**
+ * Parses the text of /proc/<pid>/statm into slots in pages; {} when it is not seven integers each
+ * of whose bytes (x `pageBytes`, default this host's page size) is a safe integer.
+ */
+export function parseStatm(text: string, pageBytes: number = systemPageSize()): Record<string, number> {
   const fields = text.trim().split(' ');
-  if (fields.length !== STATM_SLOTS.length || !fields.every((field) => /^\d+$/.test(field))) return {};
+  if (fields.length !== STATM_SLOTS.length) return {};
+  const most = maxSafePages(pageBytes);
+  const pages = fields.map((field) => procInteger(field, most));
+  if (pages.includes(null)) return {};
   const slots: Record<string, number> = {};
   STATM_SLOTS.forEach((slot, at) => {
-    if (slot !== null) slots[slot] = Number(fields[at]);
+    if (slot !== null) slots[slot] = pages[at] as number;
   });
   return slots;
 }
@@ -40,7 +54,10 @@ export function pageSizeFromAuxv(auxv: Buffer, wordBytes: 4 | 8 = 8): number | n
   for (let at = 0; at < pairs; at++) {
     const type = Number(words[2 * at]);
     if (type === 0) break;
-    if (type === AT_PAGESZ) return Number(words[2 * at + 1]);
+    if (type === AT_PAGESZ) {
+      const size = Number(words[2 * at + 1]);
+      return Number.isSafeInteger(size) && size > 0 ? size : null;
+    }
   }
   return null;
 }

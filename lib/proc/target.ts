@@ -245,6 +245,7 @@ export class ProcTarget {
     return this.inspect().snapshot;
   }
 
+  /** Closes status and statm; idempotent. Reads after it throw EINVAL. */
   close(): void {
     this.statusFile.close();
     this.statmFile.close();

@@ -20,9 +20,9 @@ import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { AllocscopeError } from '../errors';
 import { costClassOf, type ProcessBytes, type Snapshot } from '../snapshot';
-import { checkPid, ProcFile, procRootOf, readProcFile, type ProcFileOptions } from './files';
+import { checkPid, ProcFile, procInteger, procRootOf, readProcFile, type ProcFileOptions } from './files';
 import { readSmapsRollup, SmapsGate, sharedSmapsGate } from './smaps-rollup';
-import { systemPageSize } from './statm';
+import { maxSafePages, systemPageSize } from './statm';
 import { ProcTarget } from './target';
 
 /**
@@ -88,8 +88,8 @@ function childrenOf(root: string, pid: number, threads: readonly string[], mainT
     }
     if (text.length === 0) continue;
     for (const word of text.split(' ')) {
-      const child = Number(word);
-      if (word !== '' && Number.isSafeInteger(child) && child > 0) pids.push(child);
+      const child = procInteger(word);
+      if (child !== null && child > 0) pids.push(child);
     }
   }
   return pids;
@@ -286,26 +286,28 @@ export class ProcTree {
         this.members.set(pid, member);
       }
       // statm: size resident shared text lib data dt, in pages (fs/proc/array.c proc_pid_statm).
-      const [size, resident, shared] = preadText(member.statm, pid).split(' ', 3).map(Number);
-      if (!Number.isSafeInteger(resident) || !Number.isSafeInteger(shared)) {
-        throw new AllocscopeError('ESRCH', `No process ${pid} (its statm reads empty: it exited).`, { pid });
-      }
+      const fields = preadText(member.statm, pid).split(' ', 3);
+      if (fields.length < 3) throw new AllocscopeError('ESRCH', `No process ${pid} (its statm reads empty: it exited).`, { pid });
+      const page = systemPageSize();
+      // A count whose bytes a double cannot hold is unknown (null), never a wrong number.
+      const most = maxSafePages(page);
+      const [size, resident, shared] = fields.map((field) => procInteger(field, most));
       const childrenText = preadText(member.children, pid);
       const threadCount = fstatSync(member.task).nlink - 2;
       const threads = threadCount > 1 ? threadsOf(this.procRoot, pid) : [String(pid)];
-      const page = systemPageSize();
       // size 0: a zombie (exited, not yet reaped: prefork servers recycling children show them
       // briefly), which has no memory left: its PSS is 0, known, and keeps the tree's sum known.
       const zombie = size === 0;
-      const smapsRead = !zombie && resident > 0 && this.refreshSmaps(pid, member, resident * page);
+      const smapsRead = !zombie && resident !== null && resident > 0 && this.refreshSmaps(pid, member, resident * page);
       const smaps = zombie ? { pss: 0, swap: 0, lazyFree: 0, atMs: performance.now() } : member.smaps;
       return {
         smapsRead,
         value: {
           pid,
           bytes: {
-            rss: resident * page,
-            rssAnon: (resident - shared) * page, // statm's shared = RssFile + RssShmem (Linux >= 4.5)
+            rss: resident === null ? null : resident * page,
+            // statm's shared = RssFile + RssShmem (Linux >= 4.5)
+            rssAnon: resident === null || shared === null ? null : (resident - shared) * page,
             rssFile: null, // the file/shmem split is in status only, not read per sample (see Member)
             rssShmem: null,
             swap: smaps?.swap ?? null,

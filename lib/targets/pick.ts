@@ -15,7 +15,14 @@ export interface TargetSource {
   level: InsightLevel;
   /** Why a deeper level was not reached, or null. */
   note: string | null;
+  /** One Snapshot. Rejects ESRCH once the process is gone, EINVAL once the source is closed. */
   read(): Promise<Snapshot>;
+  /**
+   * Releases what the source holds: the procfs kinds keep /proc files open between reads (2 for a
+   * process; with --children 3 for the root and 3 per descendant); an agent source holds none.
+   * Idempotent.
+   */
+  close(): void;
 }
 
 export interface OpenTargetOptions extends AgentOptions {
@@ -73,6 +80,31 @@ export function guardedRead(pid: number, read: () => Snapshot | Promise<Snapshot
   };
 }
 
+/**
+ * A TargetSource over `read` (guarded: see guardedRead) that hands `release` what it holds on
+ * close(), once; reads after close() reject with EINVAL, whatever the process does meanwhile.
+ */
+function sourceOf(pid: number, level: InsightLevel, note: string | null, read: () => Snapshot | Promise<Snapshot>, release: () => void): TargetSource {
+  const guarded = guardedRead(pid, read);
+  let closed = false;
+  return {
+    pid,
+    level,
+    note,
+    read: () => (closed ? Promise.reject(new AllocscopeError('EINVAL', `the source of process ${pid} was closed; open it again (openTarget) to read it.`, { pid })) : guarded()),
+    close() {
+      if (closed) return;
+      closed = true;
+      release();
+    },
+  };
+}
+
+/**
+ * Opens `pid` at the deepest level it answers at (its agent socket, else /proc; --children: the
+ * tree through /proc) and takes one reading to learn the level. close() the source when done: the
+ * procfs kinds hold file descriptors until then.
+ */
 export async function openTarget(pid: number, options: OpenTargetOptions = {}): Promise<TargetSource> {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new AllocscopeError('EINVAL', `a pid is a positive whole number; got ${pid}.`, { pid });
   if (!existsSync(`/proc/${pid}`) || !processAlive(pid)) throw gone(pid);
@@ -80,23 +112,14 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
   if (options.children === true) {
     // Kept open between samples: each descendant's status, statm and children file (see ProcTree).
     const tree = openProcTree(pid);
-    const first = tree.read();
-    return {
-      pid,
-      level: first.level,
-      note: first.levelNote,
-      read: guardedRead(pid, () => tree.read()),
-    };
+    const first = readOrClose(tree, () => tree.read());
+    return sourceOf(pid, first.level, first.levelNote, () => tree.read(), () => tree.close());
   }
   if (agentSocketExists(pid, options)) {
     try {
       await readAgentSnapshot(pid, options);
-      return {
-        pid,
-        level: 'agent',
-        note: null,
-        read: guardedRead(pid, () => readAgentSnapshot(pid, options)),
-      };
+      // Every read opens and closes its own connection: nothing is held between reads.
+      return sourceOf(pid, 'agent', null, () => readAgentSnapshot(pid, options), () => undefined);
     } catch (error) {
       agentProblem = (error as Error).message;
     }
@@ -106,11 +129,16 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
   const proc = openProcTarget(pid);
   const withAgentProblem = (snapshot: Snapshot): Snapshot =>
     agentProblem === null ? snapshot : { ...snapshot, levelNote: `${agentProblem} ${snapshot.levelNote ?? ''}`.trim() };
-  const first = withAgentProblem(proc.read());
-  return {
-    pid,
-    level: first.level,
-    note: first.levelNote,
-    read: guardedRead(pid, () => withAgentProblem(proc.read())),
-  };
+  const first = readOrClose(proc, () => withAgentProblem(proc.read()));
+  return sourceOf(pid, first.level, first.levelNote, () => withAgentProblem(proc.read()), () => proc.close());
+}
+
+/** The first reading of a source just opened; when it throws, the files are let go before the error passes on. */
+function readOrClose(files: { close(): void }, read: () => Snapshot): Snapshot {
+  try {
+    return read();
+  } catch (error) {
+    files.close();
+    throw error;
+  }
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
@@ -153,4 +153,20 @@ t.test('--out that cannot be written (/dev/full): the run ends write-failed, the
   t.equal(result.samples, 1, 'the first sample did not fit, and ended the run');
   t.match(result.writeError, /file system is full \(ENOSPC\)/);
   t.match(summaryText(result), /ended because writing .*full\.ndjson failed; it holds whole lines only/);
+});
+
+t.test('the target\'s /proc files are let go when a run ends, and when it cannot start (--out refused)', async (t) => {
+  const w = await startWorkload(['steady', '10', '10', '0'], { agent: false });
+  running.push(w);
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  const base = { pid: w.pid, intervalMs: 20, durationMs: null, samples: 2, out: null, json: false, children: false, quiet: true };
+  for (const children of [false, true]) {
+    const result = await profilePid({ ...base, children }, io);
+    t.equal(result.samples, 2);
+    t.match(result.level, /^proc-/, 'read through /proc, whose files stay open between samples');
+    t.equal(openFds(), before, `${children ? '--children' : 'one process'}: every descriptor closed at the end`);
+  }
+  await t.rejects(profilePid({ ...base, out: join(dir, 'samples.txt') }, io), { code: 'EINVAL' });
+  t.equal(openFds(), before, 'a refused --out: closed too');
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { demoServerPath } from '../../lib/cli/demo';
@@ -146,4 +146,17 @@ t.test('interrupted: the run in progress keeps its samples, later variants do no
   t.equal(readCompareSummary(o.outDir).endedBy, 'interrupted');
   const before = await options(() => ['/bin/true'], { signal: AbortSignal.abort() });
   t.same((await runCompare(before)).runs, [], 'aborted before the first run: nothing runs');
+});
+
+t.test('runs read through /proc (no agent answers) let their /proc files go: a long compare does not run out of descriptors', async (t) => {
+  // env drops LD_PRELOAD before exec'ing the server: no agent in it, so each run's source is the
+  // procfs kind, which holds status and statm open until it is closed.
+  const server = (port: number) => ['env', '-u', 'LD_PRELOAD', process.execPath, '-e', `require('node:http').createServer((q, s) => s.end('ok')).listen(${port}, '127.0.0.1')`];
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  const o = await options(server, { variants: parseVariants('glibc'), repeat: 2, requests: 400, step: 200 });
+  const summary = await runCompare(o);
+  t.same(summary.runs.map((r) => r.status), ['complete', 'complete']);
+  for (const run of summary.runs) t.ok(samplesOf(o.outDir, run.samplesFile).every((s) => s.level.startsWith('proc-')), 'read through /proc');
+  t.equal(openFds(), before, 'every descriptor the runs opened is closed');
 });

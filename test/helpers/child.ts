@@ -3,7 +3,8 @@
  * re-executes itself with ALLOCSCOPE_SCENARIO set, through the same loader tap gave it
  * (process.execArgv), and the child prints one JSON line of results.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { ALLOCATOR_LIBRARIES, allocatorInstalled } from '../../lib/allocators/libraries';
 import type { AllocatorName } from '../../lib/snapshot';
 
@@ -60,8 +61,16 @@ export function inChild<T>(
   if (options.coverage === false) delete childEnv.NODE_V8_COVERAGE;
   delete childEnv.LD_PRELOAD;
   if (library !== undefined) childEnv.LD_PRELOAD = library.path;
+  const child = spawn(process.execPath, [...process.execArgv, testFile], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  return scenarioResult<T>(child, `scenario ${scenario} under ${allocator}`);
+}
+
+/**
+ * Collects a scenario child's stdout and stderr until it closes, and resolves with the result line
+ * runScenario printed; rejects, naming `what` and showing both streams, when there is none.
+ */
+export function scenarioResult<T>(child: ChildProcessByStdio<null, Readable, Readable>, what: string): Promise<ChildResult<T>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, testFile], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -70,7 +79,7 @@ export function inChild<T>(
     child.on('close', (code, signal) => {
       const line = stdout.split('\n').find((l) => l.startsWith('{"scenarioResult"'));
       if (line === undefined) {
-        reject(new Error(`scenario ${scenario} under ${allocator} printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
+        reject(new Error(`${what} printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
         return;
       }
       resolve({ value: (JSON.parse(line) as { scenarioResult: T }).scenarioResult, stderr, code, signal });

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { scenarioResult } from './child';
 
 export const NOBODY = 65534;
 
@@ -85,22 +86,8 @@ export function withoutCapabilities<T>(testFile: string, scenario: string, env: 
   const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript'));
   const childEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', TS_NODE_TRANSPILE_ONLY: '1', ...env, ALLOCSCOPE_SCENARIO: scenario };
   const args = ['--bounding-set', '-all', '--inh-caps', '-all', process.execPath, ...loader, testFile];
-  return new Promise((resolve, reject) => {
-    const child = spawn('setpriv', args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const line = stdout.split('\n').find((l) => l.startsWith('{"scenarioResult"'));
-      if (line === undefined) {
-        reject(new Error(`scenario ${scenario} without capabilities printed no result (exit ${code}, signal ${signal}):\n${stderr}\n${stdout}`));
-        return;
-      }
-      resolve((JSON.parse(line) as { scenarioResult: T }).scenarioResult);
-    });
-  });
+  const child = spawn('setpriv', args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  return scenarioResult<T>(child, `scenario ${scenario} without capabilities`).then((result) => result.value);
 }
 
 /** Runs `fn` and returns the AllocscopeError code it throws, or 'none'. For scenarios whose results cross a process boundary. */

@@ -2,7 +2,7 @@ import t from 'tap';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkPid, ProcFile, procRootOf, readProcFile } from '../../lib/proc/files';
+import { checkPid, MAX_SAFE_KB, ProcFile, procHex, procInteger, procRootOf, readProcFile } from '../../lib/proc/files';
 import { runScenario, scenarioName } from '../helpers/child';
 import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
@@ -22,6 +22,25 @@ if (scenarioName() !== undefined) {
     for (const bad of [0, -1, 1.5, Number.NaN, Infinity, 4 * 1024 * 1024, '12', null, undefined, {}, 12n]) {
       t.throws(() => checkPid(bad), { code: 'EINVAL' }, String(bad));
     }
+  });
+
+  t.test('procInteger and procHex: /proc numbers a double holds exactly, else null', async (t) => {
+    t.equal(procInteger('0'), 0);
+    t.equal(procInteger('9007199254740991'), Number.MAX_SAFE_INTEGER);
+    t.equal(procInteger('9007199254740992'), null, '2^53: the first integer a double shares with its neighbour');
+    t.equal(procInteger('18446744073709551615'), null, 'a u64 at its largest');
+    t.equal(procInteger('9'.repeat(400)), null, 'Number() of it is Infinity');
+    t.equal(procInteger(String(MAX_SAFE_KB), MAX_SAFE_KB), MAX_SAFE_KB);
+    t.ok(Number.isSafeInteger(MAX_SAFE_KB * 1024) && !Number.isSafeInteger((MAX_SAFE_KB + 1) * 1024), 'MAX_SAFE_KB is the last kB figure whose bytes are safe');
+    t.equal(procInteger(String(MAX_SAFE_KB + 1), MAX_SAFE_KB), null);
+    for (const odd of ['', '-1', '1.5', '1e3', '0x10', ' 12', '12\n']) t.equal(procInteger(odd), null, JSON.stringify(odd));
+    t.equal(procHex('7f7f99000000'), 0x7f7f99000000);
+    t.equal(procHex('ffffffffff600000'), 0xffffffffff600000, '[vsyscall]: past 2^53, page-aligned, exact');
+    t.equal(procHex('fffffffffffff001'), null, 'past 2^53 and not a multiple of the step a double takes there');
+    t.equal(procHex('10000000000000001'), null, '2^64 + 1: 17 digits, no kernel prints it, and a double rounds it');
+    t.equal(procHex('f'.repeat(300)), null, 'Infinity');
+    t.equal(procHex(''), null, 'no digits');
+    t.equal(procHex('ffffffffff60000g'), null, 'a long one with a stray character: null, not a BigInt SyntaxError');
   });
 
   t.test('procRoot must be an absolute path', async (t) => {

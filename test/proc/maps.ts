@@ -59,6 +59,30 @@ t.test('parseMaps: addresses, permissions, offset, inode, path (with spaces)', a
   t.equal(regions[regions.length - 2].end - regions[regions.length - 2].start, 4096, '[vsyscall] above 2^53 still has its size');
 });
 
+t.test('parseMaps: numbers a double cannot hold exactly: an inode is unknown (null), a line with such an address is skipped', async (t) => {
+  // overlayfs with xino and large XFS volumes set an inode's high bits: the mapping is still a
+  // file, and still the allocator library it names.
+  const jemalloc = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+  const regions = parseMaps(
+    [
+      `7f7f99000000-7f7f99028000 r--p 00000000 00:2f 9223372036854775809        ${jemalloc}`,
+      '7f7f99028000-7f7f99029000 rw-p 00000000 00:00 0 ',
+      // 17 hex digits: past 2^64, no kernel prints it; parseInt would round the end (doubles step by 4096 there).
+      '1fffffffffffff000-1fffffffffffff800 rw-p 00000000 00:00 0 ',
+      // Not a multiple of the 2048 a double steps by between 2^63 and 2^64.
+      'fffffffffffff001-fffffffffffff002 rw-p 00000000 00:00 0 ',
+      '7f7f99029000-7f7f9902a000 rw-p 10000000000000001 00:00 0 ',
+      'ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]',
+    ].join('\n'),
+  );
+  t.same(regions.map((r) => r.path), [jemalloc, '', '[vsyscall]'], 'the lines whose addresses or offset a double cannot hold are skipped');
+  t.equal(regions[0].inode, null, 'an inode past 2^53 is unknown, not a neighbouring number');
+  t.equal(regions[2].start, 0xffffffffff600000, 'page-aligned addresses below 2^64 are all exact doubles');
+  const summary = summarizeMaps(regions);
+  t.equal(summary.fileBacked.count, 1, 'an unknown inode is still a file');
+  t.same(summary.allocatorLibraries, [{ name: 'jemalloc', path: jemalloc }]);
+});
+
 t.test('classifyRegions on the Node excerpt', async (t) => {
   const regions = parseMaps(NODE_EXCERPT);
   const kinds = classifyRegions(regions);
@@ -234,6 +258,22 @@ t.test('property: parseMaps, classifyRegions, summarizeMaps and mapsSlots never 
       return kinds.length === regions.length && Object.values(slots).every((v) => typeof v === 'number' && !Number.isNaN(v));
     }),
     { numRuns: 300 },
+  );
+  t.end();
+});
+
+t.test('property: a maps line with any addresses, offset and inode up to 2^68 gives exact numbers, or is skipped', (t) => {
+  const word = fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 68n }), fc.bigInt({ min: 0n, max: 2n ** 52n }).map((pages) => pages * 4096n));
+  fc.assert(
+    fc.property(word, word, word, word, (start, end, offset, inode) => {
+      const regions = parseMaps(`${start.toString(16)}-${end.toString(16)} rw-p ${offset.toString(16)} 00:00 ${inode} /x`);
+      const exact = (n: bigint) => BigInt(Number(n)) === n;
+      if (!exact(start) || !exact(end) || !exact(offset)) return regions.length === 0;
+      const [region] = regions;
+      const inodeRight = inode <= BigInt(Number.MAX_SAFE_INTEGER) ? region.inode === Number(inode) : region.inode === null;
+      return regions.length === 1 && BigInt(region.start) === start && BigInt(region.end) === end && BigInt(region.offset) === offset && inodeRight;
+    }),
+    { numRuns: 500 },
   );
   t.end();
 });

@@ -9,6 +9,7 @@ import {
   sharedSmapsGate,
   SmapsGate,
 } from '../../lib/proc/smaps-rollup';
+import { MAX_SAFE_KB } from '../../lib/proc/files';
 import { runScenario, scenarioName } from '../helpers/child';
 import { codeOf, reapedPid, startOtherUsersProcess, startTarget, withoutCapabilities } from '../helpers/proc-child';
 
@@ -56,6 +57,14 @@ if (scenarioName() !== undefined) {
     t.equal(slots['smaps_rollup.LazyFree'], 0);
     t.notOk('smaps_rollup.565461926000-7ffdd0a28000' in slots, 'the header is no slot');
     t.same(parseSmapsRollup(''), {}, 'a process without memory (kernel thread, zombie)');
+  });
+
+  t.test('parseSmapsRollup: a figure past 2^53, or whose bytes (x 1024) would be, is left out, never a wrong number', async (t) => {
+    const slots = parseSmapsRollup(`${CAT_ROLLUP}`.replace('Pss:                 307 kB', 'Pss:                 99999999999999999999 kB').replace('Swap:                  0 kB', 'Swap:                  8796093022208 kB'));
+    t.notOk('smaps_rollup.Pss' in slots, 'a 20-digit Pss is unknown');
+    t.notOk('smaps_rollup.Swap' in slots, '2^43 kB: its bytes are past 2^53');
+    t.equal(slots['smaps_rollup.Rss'], 1632, 'the other lines are read as before');
+    t.equal(Object.keys(slots).length, 20);
   });
 
   t.test('predictSmapsRollupNs follows limits.md §4: 7 us per resident MiB, 0.2 us per VMA', async (t) => {
@@ -161,27 +170,30 @@ if (scenarioName() !== undefined) {
   });
 
   // ---- property tests (fast-check) ----
-  t.test('property: parseSmapsRollup never throws; every slot is a whole number of kB', (t) => {
+  t.test('property: parseSmapsRollup never throws; every slot is a whole number of kB whose bytes are a safe integer', (t) => {
     const line = fc.oneof(
       fc.string({ maxLength: 40 }),
       fc.tuple(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 })).map(([k, v]) => `${k}: ${v} kB`),
+      fc.tuple(fc.stringMatching(/^\w{1,10}$/), fc.oneof(fc.bigInt({ min: 0n, max: 10n ** 22n }).map(String), fc.integer({ min: 300, max: 400 }).map((n) => '9'.repeat(n)))).map(([k, v]) => `${k}: ${v} kB`),
     );
     fc.assert(
       fc.property(fc.array(line, { maxLength: 30 }), (lines) =>
-        Object.entries(parseSmapsRollup(lines.join('\n'))).every(([k, v]) => k.startsWith('smaps_rollup.') && Number.isInteger(v) && v >= 0),
+        Object.entries(parseSmapsRollup(lines.join('\n'))).every(([k, v]) => k.startsWith('smaps_rollup.') && Number.isSafeInteger(v * 1024) && v >= 0),
       ),
       { numRuns: 500 },
     );
     t.end();
   });
 
-  t.test('property: generated rollup text parses back to its lines, the header and other lines ignored', (t) => {
+  t.test('property: generated rollup text parses back to its lines (those whose bytes are a safe integer), the header and other lines ignored', (t) => {
     const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/);
+    // kB figures on both sides of the largest whose bytes are safe, up to the kernel's 20 digits and past.
+    const kb = fc.oneof(fc.bigInt({ min: 0n, max: BigInt(MAX_SAFE_KB) }), fc.bigInt({ min: BigInt(MAX_SAFE_KB) + 1n, max: 10n ** 22n }));
     fc.assert(
-      fc.property(fc.dictionary(key, fc.maxSafeNat(), { maxKeys: 20 }), (fields) => {
+      fc.property(fc.dictionary(key, kb, { maxKeys: 20 }), (fields) => {
         const text = ['55d0c0a3b000-7ffd4e5f0000 ---p 00000000 00:00 0                          [rollup]', ...Object.entries(fields).map(([k, v]) => `${`${k}:`.padEnd(16)}${String(v).padStart(8)} kB`), ''].join('\n');
         const expected: Record<string, number> = {};
-        for (const [k, v] of Object.entries(fields)) expected[`smaps_rollup.${k}`] = v;
+        for (const [k, v] of Object.entries(fields)) if (v <= BigInt(MAX_SAFE_KB)) expected[`smaps_rollup.${k}`] = Number(v);
         t.same(parseSmapsRollup(text), expected);
       }),
       { numRuns: 200 },

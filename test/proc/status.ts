@@ -1,5 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
+import { MAX_SAFE_KB } from '../../lib/proc/files';
 import { parseStatus, readStatus } from '../../lib/proc/status';
 import { reapedPid, startTarget } from '../helpers/proc-child';
 
@@ -87,6 +88,29 @@ t.test('parseStatus: a zombie has no memory lines; odd input is skipped, not an 
   t.same(parseStatus(''), { name: '', state: '', tgid: null, ppid: null, uid: null, slots: {} });
 });
 
+t.test('parseStatus: a figure past 2^53, or whose bytes (x 1024) would be, is unknown, never a wrong number', async (t) => {
+  // 2^43 kB is 8 PiB: the first kB figure whose bytes are past Number.MAX_SAFE_INTEGER.
+  const status = parseStatus(
+    [
+      'Name:\tbig',
+      'Tgid:\t99999999999999999999',
+      `PPid:\t${'9'.repeat(400)}`, // Number() of it is Infinity
+      'Uid:\t99999999999999999999\t0\t0\t0',
+      'VmRSS:\t99999999999999999999 kB',
+      'VmSwap:\t9007199254740993 kB', // 2^53 + 1: Number() rounds it to 2^53
+      'VmHWM:\t8796093022208 kB',
+      'VmSize:\t8796093022207 kB',
+      'Threads:\t18446744073709551615',
+      '',
+    ].join('\n'),
+  );
+  t.equal(status.tgid, null);
+  t.equal(status.ppid, null);
+  t.equal(status.uid, null);
+  t.same(status.slots, { 'status.VmSize': 8796093022207 }, 'only the figure whose bytes are a safe integer is kept');
+  t.ok(Number.isSafeInteger(status.slots['status.VmSize'] * 1024));
+});
+
 t.test('readStatus of a real child: sleep, its parent, and RSS the kernel agrees on', async (t) => {
   const target = await startTarget('sleep', ['60']);
   t.teardown(() => target.stop());
@@ -114,28 +138,34 @@ t.test('readStatus of a reaped pid: ESRCH', async (t) => {
 
 // ---- property tests (fast-check): any text parses without an exception; generated status text
 // parses back to the values it was made from ----
-t.test('property: parseStatus never throws, and every slot is a whole number of kB or threads', (t) => {
+t.test('property: parseStatus never throws, and every slot is a whole number of kB (bytes a safe integer) or threads', (t) => {
+  // Decimal figures of any size: small ones, 16 to 23 digits (past 2^53), hundreds (Infinity).
+  const digits = fc.oneof(fc.bigInt({ min: 0n, max: 10n ** 22n }).map(String), fc.integer({ min: 300, max: 400 }).map((n) => '9'.repeat(n)));
   const line = fc.oneof(
     fc.string({ maxLength: 40 }),
     fc.tuple(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 })).map(([k, v]) => `${k}:${v} kB`),
     fc.tuple(fc.constantFrom('Name', 'State', 'Tgid', 'PPid', 'Uid', 'Threads', 'VmRSS'), fc.string({ maxLength: 20 })).map(([k, v]) => `${k}:\t${v}`),
+    fc.tuple(fc.constantFrom('Tgid', 'PPid', 'Threads', 'VmRSS', 'VmSwap'), digits, fc.constantFrom('', ' kB')).map(([k, v, unit]) => `${k}:\t${v}${unit}`),
+    fc.tuple(digits, digits).map(([real, effective]) => `Uid:\t${real}\t${effective}\t0\t0`),
   );
+  const safe = (value: number | null | undefined) => value === null || value === undefined || (Number.isSafeInteger(value) && value >= 0);
   fc.assert(
     fc.property(fc.array(line, { maxLength: 30 }), fc.constantFrom('\n', '\r\n', ''), (lines, eol) => {
       const status = parseStatus(lines.join('\n') + eol);
-      for (const value of Object.values(status.slots)) {
-        if (!Number.isInteger(value) || value < 0) return false;
+      for (const [key, value] of Object.entries(status.slots)) {
+        if (!safe(key === 'status.Threads' ? value : value * 1024)) return false;
       }
-      return typeof status.name === 'string' && status.state.length <= 1;
+      return typeof status.name === 'string' && status.state.length <= 1 && safe(status.tgid) && safe(status.ppid) && safe(status.uid?.real) && safe(status.uid?.effective);
     }),
     { numRuns: 500 },
   );
   t.end();
 });
 
-t.test('property: generated status text parses back to its kB lines, ids and thread count', (t) => {
+t.test('property: generated status text parses back to its kB lines (those whose bytes are a safe integer), ids and thread count', (t) => {
   const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/).filter((k) => !['Name', 'State', 'Tgid', 'PPid', 'Uid', 'Threads'].includes(k));
-  const kb = fc.dictionary(key, fc.maxSafeNat(), { maxKeys: 20 });
+  // kB figures on both sides of the largest whose bytes are safe, up to the kernel's 20 digits and past.
+  const kb = fc.dictionary(key, fc.oneof(fc.bigInt({ min: 0n, max: BigInt(MAX_SAFE_KB) }), fc.bigInt({ min: BigInt(MAX_SAFE_KB) + 1n, max: 10n ** 22n })), { maxKeys: 20 });
   fc.assert(
     fc.property(kb, fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat({ max: 100000 }), fc.constantFrom('R', 'S', 'D', 'Z'), (fields, tgid, ppid, real, effective, threads, state) => {
       const text = [
@@ -149,7 +179,7 @@ t.test('property: generated status text parses back to its kB lines, ids and thr
       ].join('\n');
       const status = parseStatus(`${text}\n`);
       const expected: Record<string, number> = { 'status.Threads': threads };
-      for (const [k, v] of Object.entries(fields)) expected[`status.${k}`] = v;
+      for (const [k, v] of Object.entries(fields)) if (v <= BigInt(MAX_SAFE_KB)) expected[`status.${k}`] = Number(v);
       t.same(status.slots, expected);
       return status.name === 'worker' && status.state === state && status.tgid === tgid && status.ppid === ppid && status.uid?.real === real && status.uid.effective === effective;
     }),

@@ -220,6 +220,21 @@ if (scenarioName() !== undefined) {
     t.equal(s.processBytes.rssAnon, 3 * 40 * systemPageSize(), 'statm resident - shared, per process');
     t.match(s.levelNote, /PSS unknown for 1 of 3 descendants: .*smaps_rollup does not exist on this kernel/);
     t.throws(() => openProcTree(201, { procRoot: root }), 'a root without status cannot be opened');
+    tree.close();
+
+    // A member whose figures a double cannot hold: still a member, its figures unknown (never a
+    // wrong number, nor taken for a process that exited).
+    writeFileSync(join(root, '100', 'task', '100', 'children'), '203 205 206 ');
+    proc(205, { statm: '1000 99999999999999999999 60 1 0 20 0\n', smaps_rollup: rollup });
+    proc(206, { statm: '1000 100 60 1 0 20 0\n', smaps_rollup: rollup.replace('Pss: 200 kB', 'Pss: 99999999999999999999 kB') });
+    const big = openProcTree(100, { procRoot: root, smapsGate: new SmapsGate() });
+    t.teardown(() => big.close());
+    const b = big.read();
+    t.equal(b.raw.tree.processes, 4, 'the root, 203, 205 and 206');
+    t.same(Object.keys(b.raw.tree_rss).sort(), ['100', '203', '206'], '205\'s RSS is unknown');
+    t.equal(b.processBytes.rss, null, 'so is the sum');
+    t.same(Object.keys(b.raw.tree_pss).sort(), ['100', '203'], '206\'s PSS is unknown');
+    t.equal(b.processBytes.pss, null);
     rmSync(join(root, '100', 'task', '100', 'children'));
     t.throws(() => openProcTree(100, { procRoot: root }), { code: 'EUNSUPPORTED' }, 'nor one without a children file (Linux < 3.5)');
   });

@@ -5,9 +5,12 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { AllocscopeError } from '../../lib/errors';
 import { EXIT_GRACE_MS, guardedRead, openTarget, processAlive } from '../../lib/targets/pick';
 import type { Snapshot } from '../../lib/snapshot';
+import { descendants } from '../../lib/proc/tree';
+import { startTarget } from '../helpers/proc-child';
 import { startWorkload } from '../helpers/workload';
 
 const codeOf = async (read: () => Promise<Snapshot>) => {
@@ -59,4 +62,49 @@ t.test('an agent-level target killed between reads: the next read is ESRCH', asy
     w.child.kill('SIGKILL');
     t.equal(await codeOf(source.read), 'ESRCH', `${allocator ?? 'glibc'}: the target's end, not a stale socket`);
   }
+});
+
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+t.test('close(): the procfs sources let their /proc files go; reads after it reject EINVAL', async (t) => {
+  // A plain process (no agent socket: the procfs kind), and a shell with two children (--children).
+  const single = await startTarget('sleep', ['60']);
+  t.teardown(() => single.stop());
+  const tree = await startTarget('sh', ['-c', 'sleep 60 & sleep 60 & wait']);
+  t.teardown(async () => {
+    for (const pid of descendants(tree.pid)) process.kill(pid, 'SIGKILL');
+    await tree.stop();
+  });
+  for (let i = 0; i < 200 && descendants(tree.pid).length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.equal(descendants(tree.pid).length, 2, 'the shell has started both children');
+
+  for (const [kind, pid, options, held] of [
+    ['procfs', single.pid, {}, 2], // status and statm
+    ['--children', tree.pid, { children: true }, 2 + 1 + 2 * 3], // the root's two, its children file, 3 per child
+  ] as const) {
+    const before = openFds();
+    const source = await openTarget(pid, options);
+    t.match(source.level, /^proc-/, `${kind}: read through /proc`);
+    await source.read();
+    t.equal(openFds() - before, held, `${kind}: ${held} files held open between reads`);
+    source.close();
+    t.equal(openFds(), before, `${kind}: every one closed`);
+    source.close();
+    t.equal(openFds(), before, `${kind}: a second close() changes nothing`);
+    t.equal(await codeOf(source.read), 'EINVAL', `${kind}: a read after close() is refused, not an ESRCH or a read of closed files`);
+  }
+});
+
+t.test('close() of an agent source holds nothing to release, and still refuses reads after it', async (t) => {
+  const w = await startWorkload(['leak', '4096', '100', '0']);
+  t.teardown(() => w.stop());
+  const source = await openTarget(w.pid);
+  t.equal(source.level, 'agent');
+  const before = openFds();
+  await source.read();
+  source.close();
+  source.close();
+  t.equal(openFds(), before, 'no descriptor held, none left behind');
+  t.equal(await codeOf(source.read), 'EINVAL');
+  t.ok(processAlive(w.pid), 'the target itself is untouched');
 });
