@@ -284,7 +284,9 @@ static bool same_file(const char *path, const mapping_t *m) {
 }
 
 static bool find_calls(const maps_t *maps, calls_t *calls, char *why, size_t why_size) {
-  void *our_dlopen = dlsym(RTLD_DEFAULT, "dlopen");
+  /* libc's own entry points, not whatever interposes them here (ASan intercepts dlopen). */
+  void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  void *our_dlopen = libc != NULL ? dlsym(libc, "dlopen") : NULL;
   Dl_info info;
   if (our_dlopen == NULL || dladdr(our_dlopen, &info) == 0 || info.dli_fname == NULL) {
     snprintf(why, why_size, "cannot locate dlopen in the injector's own C library");
@@ -298,8 +300,8 @@ static bool find_calls(const maps_t *maps, calls_t *calls, char *why, size_t why
     uint64_t base = m->start;
     uint64_t ours = (uint64_t)(uintptr_t)info.dli_fbase;
     calls->dlopen = base + ((uint64_t)(uintptr_t)our_dlopen - ours);
-    calls->dlerror = base + ((uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "dlerror") - ours);
-    calls->errno_location = base + ((uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "__errno_location") - ours);
+    calls->dlerror = base + ((uint64_t)(uintptr_t)dlsym(libc, "dlerror") - ours);
+    calls->errno_location = base + ((uint64_t)(uintptr_t)dlsym(libc, "__errno_location") - ours);
     return true;
   }
   snprintf(why, why_size, "the target does not run this system's C library (%s): a static, musl or other libc has no dlopen to call this way", our_libc);
