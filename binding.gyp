@@ -81,8 +81,8 @@
           # The attach injector (native/inject/inject.c): x86_64 only; elsewhere attach uses gdb.
           "target_name": "allocscope_inject",
           "type": "executable",
-          "conditions": [["target_arch!='x64'", { "type": "none", "sources!": ["native/inject/inject.c"] }]],
-          "sources": ["native/inject/inject.c"],
+          "conditions": [["target_arch!='x64'", { "type": "none", "sources!": ["native/inject/inject.c", "native/inject/caves.c"] }]],
+          "sources": ["native/inject/inject.c", "native/inject/caves.c"],
           "cflags": ["-O2"]
         },
         {

@@ -14,8 +14,8 @@ export function injectionRisks(pid: number): string {
 
   - it stops one thread at a time for microseconds (ptrace, no signals) until one is at a
     safe point, then makes that thread call dlopen("${agentLibraryPath()}")
-    and return to where it was. The thread is busy for the load (~1-5 ms); the rest of the
-    process runs on. (--injector gdb stops every thread for ~0.05-0.3 s instead.)
+    and return to where it was. That thread is busy for the load (under 1 ms measured here);
+    the rest of the process runs on. (--injector gdb stops every thread for ~0.03-0.5 s.)
   - that code then runs inside the process: one thread with all signals blocked serving
     snapshots on a Unix socket only its user and root can reach; it is never unloaded;
   - loading code into a live process can, in rare cases, crash or hang it. allocscope injects
@@ -53,7 +53,7 @@ export async function attachCommand(argv: readonly string[], out: (text: string)
   try {
     const result = await attachAgent(pid, { allowInject: true, timeoutMs, injector, ...(flags['debug-symbols'] === true ? { debugSymbols: true } : {}), signal: controller.signal });
     const how = result.injected
-      ? `agent loaded into pid ${pid} ${result.safePoint ?? ''}; target stopped ~${result.stoppedMs} ms (the ${result.injector} injector ran ${result.injectorMs} ms)${result.resumedTarget ? '; it was left stopped and was resumed (SIGCONT)' : ''}`
+      ? `agent loaded into pid ${pid} ${result.safePoint ?? ''}; target stopped ~${result.stoppedMs} ms${result.callMs !== null ? `, one thread busy ${result.callMs} ms loading it` : ''} (the ${result.injector} injector ran ${result.injectorMs} ms)${result.resumedTarget ? '; it was left stopped and was resumed (SIGCONT)' : ''}`
       : `pid ${pid} already runs an agent; nothing injected`;
     if (flags.json === true) {
       out(JSON.stringify(result.snapshot, null, 2));

@@ -70,6 +70,12 @@ export interface AttachResult {
   safePoint: string | null;
   /** Time the target's main thread was seen in tracing stop, sampled every ~2 ms (null when nothing was injected). */
   stoppedMs: number | null;
+  /**
+   * ptrace only: how long the borrowed thread spent in the injected call (dlopen and the agent's
+   * start), ms to within 0.1 ms; the rest of the process never stopped. Null for gdb, or when
+   * nothing was injected.
+   */
+  callMs: number | null;
   /** The injector that ran (null when nothing was injected). */
   injector: Injector | null;
   /** Wall time of the injector's run, ms (an upper bound of the stop; null when nothing was injected). */
@@ -343,7 +349,7 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
   if (agentSocketExists(pid, { dir })) {
     try {
       const snapshot = await readAgentSnapshot(pid, { dir, timeoutMs: Math.min(2000, timeoutMs) });
-      return { snapshot: preloadsAgent(pid) ? snapshot : relabel(snapshot), injected: false, safePoint: null, stoppedMs: null, injector: null, injectorMs: null, resumedTarget: false };
+      return { snapshot: preloadsAgent(pid) ? snapshot : relabel(snapshot), injected: false, safePoint: null, stoppedMs: null, callMs: null, injector: null, injectorMs: null, resumedTarget: false };
     } catch {
       /* a stale socket: inject */
     }
@@ -381,6 +387,7 @@ export async function attachAgent(pid: number, options: AttachOptions): Promise<
     injected: true,
     safePoint: String(loaded.how),
     stoppedMs: run.stoppedMs,
+    callMs: typeof loaded.callUs === 'number' ? loaded.callUs / 1000 : null,
     injector,
     injectorMs: run.injectorMs,
     resumedTarget: resumed,

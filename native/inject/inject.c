@@ -49,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caves.h"
+
 #if !defined(__x86_64__)
 #error "allocscope_inject supports x86_64 only (other machines attach with gdb)"
 #endif
@@ -194,11 +196,7 @@ static long long now_ms(void) {
 
 /* ---- the target's memory map ---------------------------------------------------------------- */
 
-typedef struct {
-  uint64_t start, end, offset, inode;
-  char perms[5];
-  char path[512];
-} mapping_t;
+typedef inj_mapping mapping_t;
 
 typedef struct {
   mapping_t *items;
@@ -213,15 +211,10 @@ static bool read_maps(pid_t pid, maps_t *maps) {
   size_t capacity = 256;
   maps->items = calloc(capacity, sizeof *maps->items);
   maps->count = 0;
-  char line[1024];
+  char line[sizeof maps->items->path + 256];
   while (maps->items != NULL && fgets(line, sizeof line, file) != NULL) {
-    mapping_t m = {0};
-    int path_at = 0;
-    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %*s %" SCNu64 " %n", &m.start, &m.end, m.perms, &m.offset, &m.inode, &path_at) < 5) continue;
-    if (path_at > 0) {
-      snprintf(m.path, sizeof m.path, "%s", line + path_at);
-      m.path[strcspn(m.path, "\n")] = '\0';
-    }
+    mapping_t m;
+    if (!inj_parse_maps_line(line, &m)) continue;
     if (maps->count == capacity) {
       capacity *= 2;
       mapping_t *grown = realloc(maps->items, capacity * sizeof *grown);
@@ -329,12 +322,11 @@ static bool blank(const maps_t *maps, uint64_t address, size_t size, const char 
   return is_blank;
 }
 
-/* ELF gABI: a segment's contents end at p_filesz (code) and p_memsz (data); the rest of the last
- * page is mapped with the segment's permissions but is no part of the program. The code cave is
- * written through /proc/PID/mem (FOLL_FORCE); the results cave must be writable by the thread. */
+/* The first library whose two caves (caves.h) are blank: the code cave is written through
+ * /proc/PID/mem (FOLL_FORCE); the results cave must be writable by the thread itself. */
 static bool find_caves(const maps_t *maps, size_t code_size, caves_t *caves) {
-  caves->code = caves->results = 0;
   uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  caves->code = caves->results = 0;
   for (size_t i = 0; i < maps->count; i++) {
     const mapping_t *m = &maps->items[i];
     if (strcmp(m->perms, "r-xp") != 0 || m->path[0] != '/') continue;
@@ -342,27 +334,11 @@ static bool find_caves(const maps_t *maps, size_t code_size, caves_t *caves) {
     if (fd < 0) continue;
     Elf64_Ehdr header;
     Elf64_Phdr ph[64];
-    bool found = false;
-    if (pread(fd, &header, sizeof header, 0) == sizeof header && memcmp(header.e_ident, ELFMAG, SELFMAG) == 0 &&
-        header.e_ident[EI_CLASS] == ELFCLASS64 && header.e_phentsize == sizeof(Elf64_Phdr) && header.e_phnum <= 64 &&
-        pread(fd, ph, header.e_phnum * sizeof *ph, (off_t)header.e_phoff) == (ssize_t)(header.e_phnum * sizeof *ph)) {
-      uint64_t bias = 0;
-      bool have_bias = false;
-      for (unsigned k = 0; k < header.e_phnum && !have_bias; k++) {
-        if (ph[k].p_type == PT_LOAD && (ph[k].p_flags & PF_X) && (ph[k].p_offset & ~(page - 1)) == m->offset) {
-          bias = m->start - (ph[k].p_vaddr & ~(page - 1));
-          caves->code = (bias + ph[k].p_vaddr + ph[k].p_filesz + 63) & ~(uint64_t)63;
-          have_bias = caves->code + code_size <= ((bias + ph[k].p_vaddr + ph[k].p_memsz + page - 1) & ~(page - 1));
-        }
-      }
-      for (unsigned k = 0; k < header.e_phnum && have_bias && !found; k++) {
-        if (ph[k].p_type != PT_LOAD || !(ph[k].p_flags & PF_W)) continue;
-        uint64_t end = bias + ph[k].p_vaddr + ph[k].p_memsz;
-        caves->results = (end + 7) & ~(uint64_t)7;
-        found = caves->results + RESULT_BYTES <= ((end + page - 1) & ~(page - 1)) && blank(maps, caves->results, RESULT_BYTES, "rw-p") &&
-                blank(maps, caves->code, code_size, "r-xp");
-      }
-    }
+    bool found = pread(fd, &header, sizeof header, 0) == sizeof header && memcmp(header.e_ident, ELFMAG, SELFMAG) == 0 &&
+                 header.e_ident[EI_CLASS] == ELFCLASS64 && header.e_phentsize == sizeof(Elf64_Phdr) && header.e_phnum <= 64 &&
+                 pread(fd, ph, header.e_phnum * sizeof *ph, (off_t)header.e_phoff) == (ssize_t)(header.e_phnum * sizeof *ph) &&
+                 inj_segment_caves(&header, ph, header.e_phnum, m, page, code_size, RESULT_BYTES, &caves->code, &caves->results) &&
+                 blank(maps, caves->results, RESULT_BYTES, "rw-p") && blank(maps, caves->code, code_size, "r-xp");
     close(fd);
     if (found) return true;
   }

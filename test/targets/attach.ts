@@ -41,6 +41,8 @@ async function attachAndCheck(t: tap.Test, w: Workload, name: string, options: P
   const result = await attachAgent(w.pid, { allowInject: true, timeoutMs: 30_000, ...options });
   t.equal(result.injected, true, `injected (${result.safePoint}, stopped ~${result.stoppedMs} ms, ${result.injector} ${result.injectorMs} ms)`);
   t.equal(result.injector, options.injector ?? 'ptrace', 'ptrace is the default injector on x86_64');
+  if (result.injector === 'ptrace') t.ok(result.callMs !== null && result.callMs > 0 && result.callMs < 5000, `the borrowed thread's call took ${result.callMs} ms`);
+  else t.equal(result.callMs, null);
   t.equal(result.snapshot.allocator.name, name, result.snapshot.allocator.detectedBy);
   t.equal(result.snapshot.level, 'attached');
   t.equal(result.snapshot.source, 'attach');
