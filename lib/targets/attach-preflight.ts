@@ -1,5 +1,5 @@
 /**
- * What `attachAgent` checks before it lets gdb near a process: the pid, the process state, the
+ * What `attachAgent` checks before it lets an injector (ptrace or gdb) near a process: the pid, the process state, the
  * caller's right to ptrace it (never more than the caller already has), the namespaces, and that
  * the target could load the agent and nobody else could swap it.
  */
@@ -55,7 +55,7 @@ export function checkPid(pid: unknown): number {
     throw new AllocscopeError('EINVAL', `a pid is a positive whole number; got ${String(pid)}.`, { pid });
   }
   if (pid === process.pid) {
-    throw new AllocscopeError('EINVAL', `pid ${pid} is this process: gdb cannot stop the process that runs it. Use snapshot() for this process.`, { pid });
+    throw new AllocscopeError('EINVAL', `pid ${pid} is this process: a process cannot ptrace itself. Use snapshot() for this process.`, { pid });
   }
   return pid;
 }
@@ -126,7 +126,7 @@ export function checkPtraceAllowed(pid: number, status: ProcStatus, caller: Ptra
   if (!sameUser && !capable) {
     throw new AllocscopeError(
       'EACCES',
-      `pid ${pid} runs as uid ${effectiveUid} (gid ${effectiveGid}) and this is uid ${uid} (gid ${gid}) without CAP_SYS_PTRACE: the kernel would refuse to let gdb attach. Run allocscope as the process's own user; allocscope never raises its own privileges.`,
+      `pid ${pid} runs as uid ${effectiveUid} (gid ${effectiveGid}) and this is uid ${uid} (gid ${gid}) without CAP_SYS_PTRACE: the kernel would refuse to let the injector attach. Run allocscope as the process's own user; allocscope never raises its own privileges.`,
       details,
     );
   }
@@ -141,7 +141,7 @@ export function checkPtraceAllowed(pid: number, status: ProcStatus, caller: Ptra
   if ((scope === 1 || scope === 2) && !capable) {
     throw new AllocscopeError(
       'EACCES',
-      `kernel.yama.ptrace_scope is ${scope}: ${scope === 1 ? 'only a parent process (or one the target named with PR_SET_PTRACER)' : 'only a caller with CAP_SYS_PTRACE'} may ptrace pid ${pid}, and gdb would be neither. Run allocscope with CAP_SYS_PTRACE, or start the process with the preload agent (allocscope agent-path).`,
+      `kernel.yama.ptrace_scope is ${scope}: ${scope === 1 ? 'only a parent process (or one the target named with PR_SET_PTRACER)' : 'only a caller with CAP_SYS_PTRACE'} may ptrace pid ${pid}, and the injector would be neither. Run allocscope with CAP_SYS_PTRACE, or start the process with the preload agent (allocscope agent-path).`,
       details,
     );
   }

@@ -330,6 +330,10 @@ static bool find_caves(const maps_t *maps, size_t code_size, caves_t *caves) {
   for (size_t i = 0; i < maps->count; i++) {
     const mapping_t *m = &maps->items[i];
     if (strcmp(m->perms, "r-xp") != 0 || m->path[0] != '/') continue;
+    /* Not the loader: its minimal malloc hands out the rest of its data segment's last page
+     * (glibc elf/dl-minimal-malloc.c: alloc_ptr starts at &_end). */
+    const char *base = strrchr(m->path, '/');
+    if (strncmp(base, "/ld-linux", 9) == 0 || strncmp(base, "/ld-musl", 8) == 0) continue;
     int fd = open(m->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     Elf64_Ehdr header;
