@@ -171,6 +171,32 @@ for (const at of ['attached', 'safe-point', 'cave-written', 'redirected'] as con
   }
 }
 
+t.test('attach (ptrace) SIGKILLed with its injector while it holds an nginx worker: HTTP still answered', { skip: nginxSkip() }, async (t) => {
+  const server = await startNginx({ ...process.env }, 1);
+  t.teardown(() => server.stop());
+  t.equal(await httpGet(server.port), 200, 'nginx answers before');
+  for (const at of ['safe-point', 'redirected'] as const) {
+    const [worker] = server.workers();
+    const cli = startCli([MAIN, 'attach', String(worker), '--allow-inject', '--json', '--timeout', '30000'], 45_000, { ...process.env, ALLOCSCOPE_INJECT_PAUSE_AT: at });
+    const injector = await injectorOf(cli, 20_000);
+    if (injector === null) {
+      t.fail('the injector never started', { stderr: cli.stderr() });
+      return;
+    }
+    orphans.push(injector);
+    t.ok(await waitFor(() => syscallOf(injector) === 230 && readStatus(worker)?.TracerPid === String(injector), 20_000), `parked at "${at}", holding the worker (asleep in epoll_wait)`);
+    cli.child.kill('SIGKILL');
+    process.kill(injector, 'SIGKILL');
+    await cli.exited;
+    t.ok(await waitFor(() => readStatus(worker)?.TracerPid === '0', 5000), 'no tracer left');
+    t.equal(runsFree(worker), true, `worker ${worker} runs freely`);
+    for (let r = 0; r < 10; r++) t.equal(await httpGet(server.port), 200, `request ${r + 1} after the kill at "${at}"`);
+    t.same(server.workers(), [worker], 'the same worker serves (it did not die and get replaced)');
+  }
+  t.ok(await waitFor(() => agentSocketExists(server.workers()[0]), 5000), 'the worker redirected before the kill loaded the agent by itself');
+  t.equal((await readAgentSnapshot(server.workers()[0])).level, 'agent');
+});
+
 t.test('attach (ptrace) and its injector SIGKILLed at seeded random points: the target lives on', async (t) => {
   // No hook: a target busy inside malloc (its own code only a sliver of the time) keeps the
   // injector sampling for ~30-1200 ms, and the kill lands somewhere in that (or after: then the
