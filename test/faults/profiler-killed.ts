@@ -117,6 +117,18 @@ async function injectorOf(cli: Cli, ms: number): Promise<number | null> {
   return found;
 }
 
+/** `allocscope attach PID` with the injector's test hook parking it at `at`; null (and a failure) if it never started. */
+async function attachParkedAt(t: tap.Test, pid: number, at: string): Promise<{ cli: Cli; injector: number } | null> {
+  const cli = startCli([MAIN, 'attach', String(pid), '--allow-inject', '--json', '--timeout', '30000'], 45_000, { ...process.env, ALLOCSCOPE_INJECT_PAUSE_AT: at });
+  const injector = await injectorOf(cli, 20_000);
+  if (injector === null) {
+    t.fail('the injector never started', { stderr: cli.stderr() });
+    return null;
+  }
+  orphans.push(injector); // ours to end by pid, whatever the test does
+  return { cli, injector };
+}
+
 /** The system call a process sleeps in (first field of /proc/PID/syscall), or null. */
 function syscallOf(pid: number): number | null {
   try {
@@ -141,13 +153,9 @@ for (const at of ['attached', 'safe-point', 'cave-written', 'redirected'] as con
       const ended = new Promise<number | null>((resolve) => target.once('exit', resolve));
       t.ok(await waitFor(() => printed.startsWith('ready'), 5000), 'the target is up');
       const pid = target.pid as number;
-      const cli = startCli([MAIN, 'attach', String(pid), '--allow-inject', '--json', '--timeout', '30000'], 45_000, { ...process.env, ALLOCSCOPE_INJECT_PAUSE_AT: at });
-      const injector = await injectorOf(cli, 20_000);
-      if (injector === null) {
-        t.fail('the injector never started', { stderr: cli.stderr() });
-        return;
-      }
-      orphans.push(injector);
+      const parked = await attachParkedAt(t, pid, at);
+      if (parked === null) return;
+      const { cli, injector } = parked;
       // Parked: asleep in clock_nanosleep (sleep(3)), holding the chosen thread from 'safe-point' on.
       const holds = at !== 'attached';
       t.ok(await waitFor(() => syscallOf(injector) === 230 && (readStatus(pid)?.TracerPid !== '0') === holds, 20_000), `the injector is parked at "${at}"`);
@@ -177,13 +185,9 @@ t.test('attach (ptrace) SIGKILLed with its injector while it holds an nginx work
   t.equal(await httpGet(server.port), 200, 'nginx answers before');
   for (const at of ['safe-point', 'redirected'] as const) {
     const [worker] = server.workers();
-    const cli = startCli([MAIN, 'attach', String(worker), '--allow-inject', '--json', '--timeout', '30000'], 45_000, { ...process.env, ALLOCSCOPE_INJECT_PAUSE_AT: at });
-    const injector = await injectorOf(cli, 20_000);
-    if (injector === null) {
-      t.fail('the injector never started', { stderr: cli.stderr() });
-      return;
-    }
-    orphans.push(injector);
+    const parked = await attachParkedAt(t, worker, at);
+    if (parked === null) return;
+    const { cli, injector } = parked;
     t.ok(await waitFor(() => syscallOf(injector) === 230 && readStatus(worker)?.TracerPid === String(injector), 20_000), `parked at "${at}", holding the worker (asleep in epoll_wait)`);
     cli.child.kill('SIGKILL');
     process.kill(injector, 'SIGKILL');
