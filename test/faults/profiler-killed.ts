@@ -7,11 +7,12 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { request } from 'node:http';
 import { agentLibraryPath, agentRequest, agentSocketExists, agentSocketPath, readAgentSnapshot } from '../../lib/targets/agent';
 import { readStatus } from '../../lib/targets/attach-preflight';
 import { type Cli, MAIN, PROFILE_PID, runsFree, seededRandom, startCli } from '../helpers/faults';
+import { REGISTER_CHECK, startInjectTarget } from '../helpers/inject-target';
 import { nginxSkip, startNginx } from '../helpers/nginx';
 import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
 
@@ -98,8 +99,6 @@ async function tracerOf(pid: number, ms: number): Promise<number | null> {
   return tracer > 0 ? tracer : null;
 }
 
-const INJECT_TARGET = join(__dirname, '..', '..', 'build', 'Release', 'inject_target');
-
 /** The injector the attach CLI started (its child), once there is one; null if the CLI ended first. */
 async function injectorOf(cli: Cli, ms: number): Promise<number | null> {
   const pid = cli.child.pid as number;
@@ -145,14 +144,11 @@ function syscallOf(pid: number): number | null {
 // 'registers' must see every register, vector register, its red zone and flags unchanged.
 for (const at of ['attached', 'safe-point', 'cave-written', 'redirected'] as const) {
   for (const mode of ['sleep', 'registers'] as const) {
-    t.test(`attach (ptrace) SIGKILLed with its injector at "${at}", target ${mode}: it lives on, state intact`, async (t) => {
-      const target = spawn(INJECT_TARGET, [mode, mode === 'sleep' ? '2500' : '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      t.teardown(() => target.kill('SIGKILL'));
-      let printed = '';
-      target.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
-      const ended = new Promise<number | null>((resolve) => target.once('exit', resolve));
-      t.ok(await waitFor(() => printed.startsWith('ready'), 5000), 'the target is up');
-      const pid = target.pid as number;
+    const skip = mode === 'registers' && !REGISTER_CHECK ? 'inject_target registers needs x86_64 with AVX2' : false;
+    t.test(`attach (ptrace) SIGKILLed with its injector at "${at}", target ${mode}: it lives on, state intact`, { skip }, async (t) => {
+      const target = await startInjectTarget(mode, mode === 'sleep' ? 2500 : 3);
+      t.teardown(() => target.child.kill('SIGKILL'));
+      const pid = target.pid;
       const parked = await attachParkedAt(t, pid, at);
       if (parked === null) return;
       const { cli, injector } = parked;
@@ -173,7 +169,7 @@ for (const at of ['attached', 'safe-point', 'cave-written', 'redirected'] as con
       } else {
         t.equal(loaded(), false, 'nothing was loaded');
       }
-      t.equal(await ended, 0, `and it ends as it would have: ${printed.trim().split('\n').pop()}`);
+      t.equal(await target.ended, 0, `and it ends as it would have: ${target.printed().trim().split('\n').pop()}`);
       rmSync(agentSocketPath(pid), { force: true });
     });
   }

@@ -9,6 +9,7 @@ import { readAgentSnapshot } from '../../lib/targets/agent';
 import { attachAgent, type AttachOptions, type AttachResult, type Injector } from '../../lib/targets/attach';
 import { processState, readStatus } from '../../lib/targets/attach-preflight';
 import { skipUnlessInstalled } from '../helpers/child';
+import { REGISTER_CHECK, startInjectTarget } from '../helpers/inject-target';
 import { sleep, startWorkload, waitFor, type Workload } from '../helpers/workload';
 
 const validate = new Ajv2020().compile(schema);
@@ -299,31 +300,19 @@ t.test('no gdb: EUNSUPPORTED before anything happens', async (t) => {
   t.equal(runsFree(w.pid), true);
 });
 
-const INJECT_TARGET = join(__dirname, '..', '..', 'build', 'Release', 'inject_target');
-
-/** inject_target MODE N: resolves with its pid, and its end (exit code and what it printed). */
-async function startInjectTarget(t: tap.Test, mode: string, n: number) {
-  const child = spawn(INJECT_TARGET, [mode, String(n)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => child.kill('SIGKILL'));
-  let printed = '';
-  child.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
-  const ended = new Promise<{ code: number | null; printed: string }>((resolve) => child.once('exit', (code) => resolve({ code, printed })));
-  await waitFor(() => printed.startsWith('ready'), 5000);
-  return { pid: child.pid as number, ended };
-}
-
 t.test('ptrace: the borrowed thread goes on exactly as it was (registers, vector state, red zone, flags, errno, a sleep)', async (t) => {
   // registers: a loop that checks r8-r15, ymm0-14, its red zone and DF every turn, borrowed in
   // its own code; sleep: one clock_nanosleep, borrowed while blocked in it: it must be restarted
   // for the time left, not cut short (EINTR) or lengthened from scratch.
-  for (const [mode, n, safe] of [['registers', 3, /^running its own code \(inject_target\)$/], ['sleep', 1500, /^blocked in clock_nanosleep$/], ['malloc', 2, /^running its own code \(inject_target\)$|^blocked in/]] as const) {
-    const target = await startInjectTarget(t, mode, n);
+  const modes = [['registers', 3, /^running its own code \(inject_target\)$/], ['sleep', 1500, /^blocked in clock_nanosleep$/], ['malloc', 2, /^running its own code \(inject_target\)$|^blocked in/]] as const;
+  for (const [mode, n, safe] of modes.filter(([mode]) => mode !== 'registers' || REGISTER_CHECK)) {
+    const target = await startInjectTarget(mode, n);
+    t.teardown(() => target.child.kill('SIGKILL'));
     await sleep(300);
     const started = Date.now();
     const result = await attachAgent(target.pid, { allowInject: true, timeoutMs: 30_000 });
     t.match(result.safePoint, safe, `${mode}: ${result.safePoint}`);
-    const { code, printed } = await target.ended;
-    t.equal(code, 0, `${mode}: ended cleanly: ${printed.trim().split('\n').pop()}`);
+    t.equal(await target.ended, 0, `${mode}: ended cleanly: ${target.printed().trim().split('\n').pop()}`);
     if (mode === 'sleep') t.ok(Date.now() - started < 1500, 'the sleep was not started again from scratch');
   }
 });
@@ -344,7 +333,8 @@ t.test('ptrace: no thread reaches a safe point (blocked in read, which the loade
 t.test('ptrace: an abort while the injector holds a stopped thread: ECANCELED, the thread resumes as it was', async (t) => {
   // The test hook parks the injector right after it chose (and holds) a thread; the abort's EOF
   // goes unheard, so it ends the hard way: SIGTERM after the grace, the kernel detaches.
-  const target = await startInjectTarget(t, 'sleep', 4000);
+  const target = await startInjectTarget('sleep', 4000);
+  t.teardown(() => target.child.kill('SIGKILL'));
   process.env.ALLOCSCOPE_INJECT_PAUSE_AT = 'safe-point';
   t.teardown(() => delete process.env.ALLOCSCOPE_INJECT_PAUSE_AT);
   const controller = new AbortController();
@@ -355,6 +345,5 @@ t.test('ptrace: an abort while the injector holds a stopped thread: ECANCELED, t
   delete process.env.ALLOCSCOPE_INJECT_PAUSE_AT;
   t.equal(runsFree(target.pid), true, 'running, untraced');
   t.equal(readFileSync(`/proc/${target.pid}/maps`, 'utf8').includes('liballocscope_agent'), false, 'nothing was loaded');
-  const { code, printed } = await target.ended;
-  t.equal(code, 0, `its sleep was restarted and ended normally: ${printed.trim().split('\n').pop()}`);
+  t.equal(await target.ended, 0, `its sleep was restarted and ended normally: ${target.printed().trim().split('\n').pop()}`);
 });
