@@ -3,12 +3,12 @@
  * insight levels"): its agent socket when it answers, else /proc. The choice and the reason a
  * deeper level was not reached travel with every snapshot (levelNote).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { AllocscopeError } from '../errors';
 import { openProcTarget } from '../proc/target';
 import { openProcTree } from '../proc/tree';
 import type { InsightLevel, Snapshot } from '../snapshot';
-import { agentSocketExists, readAgentSnapshot, type AgentOptions } from './agent';
+import { agentSocketExists, agentSocketPath, readAgentSnapshot, type AgentOptions } from './agent';
 
 export interface TargetSource {
   pid: number;
@@ -130,7 +130,43 @@ export async function openTarget(pid: number, options: OpenTargetOptions = {}): 
   const withAgentProblem = (snapshot: Snapshot): Snapshot =>
     agentProblem === null ? snapshot : { ...snapshot, levelNote: `${agentProblem} ${snapshot.levelNote ?? ''}`.trim() };
   const first = readOrClose(proc, () => withAgentProblem(proc.read()));
-  return sourceOf(pid, first.level, first.levelNote, () => withAgentProblem(proc.read()), () => proc.close());
+  // An agent that comes up later (a program just started by `allocscope run` on a busy machine,
+  // or one attached meanwhile) is taken from the read its socket appears on, and kept. A socket
+  // that was there and failed (stale, or too slow on a loaded machine) is tried again once it has
+  // been replaced (another inode), else at most every AGENT_RETRY_MS: a stat per read otherwise.
+  let socketSeen = agentSocketInode(pid, options);
+  let triedAt = Date.now();
+  let agentUp = false;
+  const read = async (): Promise<Snapshot> => {
+    if (agentUp) return readAgentSnapshot(pid, options);
+    const inode = agentSocketInode(pid, options);
+    if (inode !== null && (inode !== socketSeen || Date.now() - triedAt >= AGENT_RETRY_MS)) {
+      socketSeen = inode;
+      triedAt = Date.now();
+      try {
+        const snapshot = await readAgentSnapshot(pid, options);
+        agentUp = true;
+        proc.close();
+        return snapshot;
+      } catch {
+        /* not answering yet: /proc for this read */
+      }
+    }
+    return withAgentProblem(proc.read());
+  };
+  return sourceOf(pid, first.level, first.levelNote, read, () => proc.close());
+}
+
+/** How often a procfs source asks a socket that failed before whether its agent answers now. */
+export const AGENT_RETRY_MS = 10_000;
+
+/** The inode of the agent socket file of `pid`, or null when there is none. */
+function agentSocketInode(pid: number, options: AgentOptions): number | null {
+  try {
+    return statSync(agentSocketPath(pid, options)).ino;
+  } catch {
+    return null;
+  }
 }
 
 /** The first reading of a source just opened; when it throws, the files are let go before the error passes on. */

@@ -138,8 +138,12 @@ t.test('allocscope run starts a real nginx under jemalloc and the agent; its sam
   t.equal(load.failed, 0, 'no failed requests');
   t.equal(await exited, 0, 'run ended nginx at --duration: a normal end');
   const samples = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Snapshot);
-  t.ok(samples.length >= 5, `${samples.length} samples`);
-  t.ok(samples.every((s) => s.level === 'agent' && s.allocator.name === 'jemalloc' && (s.allocatorBytes.allocated ?? 0) > 0), 'allocator figures from inside nginx');
+  // On a loaded machine the agent may come up after the first sample: /proc until it does, then
+  // the agent's figures for every sample after (openTarget moves up and stays).
+  const fromAgent = samples.slice(samples.findIndex((s) => s.level === 'agent'));
+  const levels = samples.map((s) => s.level).join(' ');
+  t.ok(fromAgent.length >= 5 && fromAgent.length >= samples.length - 2, `${fromAgent.length} of ${samples.length} samples from the agent: ${levels}`);
+  t.ok(fromAgent.every((s) => s.level === 'agent' && s.allocator.name === 'jemalloc' && (s.allocatorBytes.allocated ?? 0) > 0), 'allocator figures from inside nginx');
 });
 
 t.test('--out that cannot be written (/dev/full): the run ends write-failed, the summary still has every sample', async (t) => {

@@ -7,6 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { AllocscopeError } from '../../lib/errors';
+import { attachAgent } from '../../lib/targets/attach';
 import { EXIT_GRACE_MS, guardedRead, openTarget, processAlive } from '../../lib/targets/pick';
 import type { Snapshot } from '../../lib/snapshot';
 import { descendants } from '../../lib/proc/tree';
@@ -107,4 +108,20 @@ t.test('close() of an agent source holds nothing to release, and still refuses r
   t.equal(openFds(), before, 'no descriptor held, none left behind');
   t.equal(await codeOf(source.read), 'EINVAL');
   t.ok(processAlive(w.pid), 'the target itself is untouched');
+});
+
+t.test('a procfs source moves up to the agent from the read its socket appears on (here: attached meanwhile), and stays there', async (t) => {
+  const w = await startWorkload(['leak', '4096', '5', '0'], { agent: false });
+  t.teardown(() => w.stop());
+  const source = await openTarget(w.pid);
+  t.teardown(() => source.close());
+  t.match(source.level, /^proc-/);
+  t.match((await source.read()).level, /^proc-/, 'no agent: /proc');
+  const fdsAtProc = readdirSync('/proc/self/fd').length;
+  await attachAgent(w.pid, { allowInject: true, timeoutMs: 30_000 });
+  const next = await source.read();
+  t.equal(next.level, 'agent', 'the next read is the agent\'s');
+  t.ok((next.allocatorBytes.allocated ?? 0) > 0, 'with its allocator figures');
+  t.equal((await source.read()).level, 'agent', 'and stays there');
+  t.ok(readdirSync('/proc/self/fd').length < fdsAtProc, 'the /proc files were let go');
 });
