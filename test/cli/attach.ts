@@ -86,7 +86,7 @@ t.test('errors exit 1 with their code: a dead pid, a stopped process', async (t)
   t.equal(processState(w.pid), 'T', 'left as it was');
 });
 
-t.test('as nobody against a root process: EACCES, said so, and no escalation', { skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false }, async (t) => {
+t.test('as nobody against a root process: EACCES, said so, and no escalation', { skip: process.getuid?.() !== 0 && !process.env.CI ? 'needs root to switch to nobody' : false }, async (t) => {
   const w = await start(['steady', '10', '5', '0']);
   const asNobody = spawnSync(process.execPath, [bin, 'attach', String(w.pid), '--allow-inject'], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 });
   t.equal(asNobody.status, 1, asNobody.stderr);
@@ -113,7 +113,7 @@ t.test('a signal during the attach (in process): the command undoes it and retur
   t.ok(await waitFor(() => runsFree(w.pid), 1000), 'alive, running, untraced');
 });
 
-t.test("as nobody against nobody's own process: it works with no privilege at all", { skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false }, async (t) => {
+t.test("as nobody against nobody's own process: it works with no privilege at all", { skip: process.getuid?.() !== 0 && !process.env.CI ? 'needs root to switch to nobody' : false }, async (t) => {
   const target = spawn(WORKLOAD, ['leak', '4096', '10', '0'], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => target.kill('SIGKILL'));
   await new Promise((resolve) => target.stdout.once('data', resolve));

@@ -10,13 +10,18 @@ export interface Tmpfs {
   remove(): void;
 }
 
-/** Mounts a tmpfs of `bytes` at a fresh directory; returns the reason instead when mount is not permitted. */
+/**
+ * Mounts a tmpfs of `bytes` at a fresh directory; returns the reason instead when mount is not
+ * permitted, for a skip. Under CI (root) a refused mount throws: the disk-full tests must run there.
+ */
 export function mountTmpfs(bytes: number): Tmpfs | string {
   const dir = mkdtempSync(join(tmpdir(), 'allocscope-tmpfs-'));
   const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes},mode=0700`, 'tmpfs', dir], { encoding: 'utf8', timeout: 10_000 });
   if (mount.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
-    return `cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): ${(mount.stderr || String(mount.error)).trim()}`;
+    const reason = `cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): ${(mount.stderr || String(mount.error)).trim()}`;
+    if (process.env.CI) throw new Error(`${reason}; CI runs as root and must run the disk-full tests`);
+    return reason;
   }
   let mounted = true;
   return {

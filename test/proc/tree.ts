@@ -239,7 +239,7 @@ if (scenarioName() !== undefined) {
     t.throws(() => openProcTree(100, { procRoot: root }), { code: 'EUNSUPPORTED' }, 'nor one without a children file (Linux < 3.5)');
   });
 
-  t.test('without CAP_SYS_PTRACE the descendants keep their PSS to themselves; the note says so', { skip: asRoot ? false : 'needs root (a child as nobody, capabilities dropped)' }, async (t) => {
+  t.test('without CAP_SYS_PTRACE the descendants keep their PSS to themselves; the note says so', { skip: asRoot || process.env.CI ? false : 'needs root (a child as nobody, capabilities dropped)' }, async (t) => {
     const fixture = await startTree(t);
     const result = await withoutCapabilities<{ levelNote: string; pss: number | null; known: number; processes: number }>(__filename, 'withoutPtrace', { TARGET_PID: String(fixture.pid) });
     t.equal(result.processes, EXPECTED_DESCENDANTS + 1, 'every process is still counted (statm is world-readable)');
