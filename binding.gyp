@@ -38,6 +38,7 @@
       "sources": [
         "native/probe/allocator_detect.c",
         "native/probe/glibc_probe.c",
+        "native/probe/glibc_census.c",
         "native/probe/jemalloc_probe.c",
         "native/probe/tcmalloc_probe.c",
         "native/probe/mimalloc_probe.c",

@@ -49,6 +49,21 @@ export interface NativeMallinfo2 {
   fromLegacyMallinfo: boolean;
 }
 
+/** native/probe/glibc_census.h; status 0 = taken, negative = why not (ASP_CENSUS_*). */
+export interface NativeGlibcCensus {
+  status: number;
+  arenas: number;
+  arena: number;
+  ordblks: number;
+  smblks: number;
+  fordblks: number;
+  fsmblks: number;
+  keepcost: number;
+  complete: boolean;
+  /** What the census cost, ns, timed where it ran. */
+  ns: number;
+}
+
 export interface NativeJemallocBin {
   size: number;
   nregs: number;
@@ -83,6 +98,8 @@ export interface NativeBinding {
   glibcMallocInfo(): string | null;
   glibcMallocInfoAsync(): Promise<string | null>;
   glibcMallocTrim(pad: number): 0 | 1 | -1;
+  glibcCensus(maxChunks: number): NativeGlibcCensus;
+  glibcCensusAsync(maxChunks: number): Promise<NativeGlibcCensus>;
   jemallocReadAny(name: string): { errno: number; size?: number; bits?: bigint };
   jemallocReadString(name: string): { errno: number; value?: string };
   jemallocWrite(name: string, kind: 'void' | 'sized' | 'string', value?: bigint | string, size?: number): number;

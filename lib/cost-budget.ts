@@ -13,7 +13,15 @@
  * per free chunk (150 ms at a million free chunks), and jemalloc's epoch costs about 10 us per arena
  * (references/limits.md §1, §3). A monitor that read them blindly at 1 Hz could stall the event loop
  * of exactly the fragmented services it exists to help.
+ *
+ * Under glibc every read is preceded by a census of the free lists taken without glibc's locks
+ * (glibc.censusAsync(), on a worker): it counts the chunks mallinfo2 would walk, up to as many as
+ * the cap allows, so mallinfo2 is called only when its walk fits the cap; the heap's growth
+ * between two samples, or a monitor started on an already fragmented heap, cannot make it hold an
+ * arena's lock longer.
  */
+import { censusRefusal } from './allocators/glibc';
+import { native, type NativeGlibcCensus } from './binding';
 import { AllocscopeError, checkNumber, describe } from './errors';
 import type { Snapshot } from './snapshot';
 import { allocator, snapshot, timedSnapshotAsync } from './targets/self';
@@ -54,6 +62,21 @@ export interface GovernedSample {
   predictedNs: number | null;
   /** Why this sample is cheap or was read off the JS thread; null for a plain sample. */
   note: string | null;
+  /** Under glibc, the lock-free census that decided whether mallinfo2 could be called; else null. */
+  census: GlibcCensusDecision | null;
+}
+
+export interface GlibcCensusDecision {
+  /** Free chunks counted in the bins and fastbins (what mallinfo2's walk visits), at most `limit` + 1. */
+  chunks: number;
+  /** The most chunks mallinfo2 may walk within the per-sample cap, at the cost per chunk below. */
+  limit: number;
+  /** The census reached `limit` before the end of the lists: there are more. */
+  capped: boolean;
+  /** What the census cost on its worker, ns. */
+  ns: number;
+  /** mallinfo2's cost per free chunk the prediction used, ns (measured here once a read walked 2,000+ chunks). */
+  nsPerChunk: number;
 }
 
 /**
@@ -65,6 +88,15 @@ const TIMER_SLACK_MS = 1;
 
 /** The longest wait between probes of an over-budget allocator: an hour. */
 const MAX_PROBE_GAP_MS = 3_600_000;
+
+/** mallinfo2's walk per free chunk until one is measured here: ~150 ns (limits.md §1a; 137 ns measured on this project's machine). */
+const GLIBC_NS_PER_CHUNK = 150;
+
+/** A read that walked at least this many chunks calibrates the cost per chunk (fewer: fixed costs dominate). */
+const CALIBRATION_MIN_CHUNKS = 2_000;
+
+/** A census that saw a list change under it is taken once more before its count is used. */
+const CENSUS_TRIES = 2;
 
 /**
  * Decides, sample by sample, whether to read the allocator, where (JS thread or worker) and when.
@@ -81,6 +113,10 @@ export class SnapshotGovernor {
   private overCap = false;
   private probeGapMs = 0;
   private readonly allocatorName: string;
+  /** mallinfo2's walk per free chunk, ns: the prediction's slope. */
+  private glibcNsPerChunk = GLIBC_NS_PER_CHUNK;
+  /** Why glibc's census cannot be taken here (then reads are blind, as before it existed); null if it can. */
+  private censusRefused: string | null = null;
   /** Nanoseconds spent in allocator reads and cheap reads since construction (on any thread). */
   spentNs = 0;
 
@@ -112,26 +148,67 @@ export class SnapshotGovernor {
   async take(now: number = performance.now()): Promise<GovernedSample> {
     const capNs = this.budget.maxSampleMs * 1e6;
     const dueAt = this.nextAllocatorAt - TIMER_SLACK_MS;
+    const glibc = this.allocatorName === 'glibc' && this.censusRefused === null;
     if (this.overCap) {
       if (now < dueAt) return this.cheap(`allocator read last cost ${msText(this.lastAllocatorNs)} ms, over the ${this.budget.maxSampleMs} ms cap: cheap tier (RSS + V8) until the next probe in ${((dueAt - now) / 1000).toFixed(0)} s`);
-      return this.probe(now, capNs);
+      return glibc ? this.probeGlibc(now, capNs) : this.probe(now, capNs);
     }
     if (now < dueAt) {
       // Within budget per sample, but too soon for the duty cycle: the caller asked faster than
       // the budget allows (a monitor stretches its interval instead; a scrape lands here).
       return this.cheap(`allocator read costs ${msText(this.lastAllocatorNs)} ms; the ${formatShare(this.budget.dutyCycle)} duty cycle allows one every ${(this.minIntervalMs() / 1000).toFixed(2)} s`);
     }
-    // glibc's read always goes to a worker thread: its cost follows the number of free chunks,
-    // which nothing cheap can tell beforehand (10,000 new free chunks cost 1.5 ms of walk but only
-    // ~5 MiB of heap), so the last cost cannot safely predict the next. On the worker, the JS
-    // thread waits only if it needs an arena while the walk holds that arena's lock. Other
-    // allocators' reads are bounded (jemalloc: an epoch per arena): on the JS thread, unless near the cap.
+    // glibc's read always goes to a worker thread, after a census: its cost follows the number of
+    // free chunks (10,000 new free chunks cost 1.5 ms of walk but only ~5 MiB of heap), so the last
+    // cost cannot predict the next; the census counts them first, without the lock. On the
+    // worker, the JS thread waits only if it needs an arena while the walk holds that arena's lock.
+    // Other allocators' reads are bounded (jemalloc: an epoch per arena): on the JS thread, unless near the cap.
+    if (glibc) return this.probeGlibc(now, capNs);
     if (this.allocatorName === 'glibc' || (this.lastAllocatorNs !== null && this.lastAllocatorNs > capNs / 2)) {
       return this.probe(now, capNs);
     }
     const taken = snapshot({ detail: this.detail });
     this.record(taken.cost.ns, now, capNs);
-    return { snapshot: taken, tier: 'allocator', offThread: false, readNs: taken.cost.ns, predictedNs: this.lastAllocatorNs, note: null };
+    return { snapshot: taken, tier: 'allocator', offThread: false, readNs: taken.cost.ns, predictedNs: this.lastAllocatorNs, note: null, census: null };
+  }
+
+  /**
+   * glibc: count the free chunks without the lock, then call mallinfo2 only if walking them fits
+   * the cap. Over it, the sample is cheap, and the next census comes after census cost / duty
+   * cycle (the census holds no lock, so there is nothing to back off from but its CPU).
+   */
+  private async probeGlibc(now: number, capNs: number): Promise<GovernedSample> {
+    const limit = Math.max(1, Math.floor(capNs / this.glibcNsPerChunk));
+    let raw: NativeGlibcCensus | null = null;
+    for (let attempt = 0; attempt < CENSUS_TRIES; attempt++) {
+      const taken = await native().glibcCensusAsync(limit + 1);
+      this.spentNs += taken.ns;
+      if (taken.status !== 0) {
+        this.censusRefused = censusRefusal(taken);
+        const blind = await this.probe(now, capNs);
+        return { ...blind, note: `${blind.note}; no census of glibc's free lists (${this.censusRefused}): this read was not predicted` };
+      }
+      raw = taken;
+      if (taken.complete || listedChunks(taken) > limit) break;
+    }
+    const census = raw as NativeGlibcCensus;
+    const chunks = listedChunks(census);
+    const decision: GlibcCensusDecision = { chunks, limit, capped: chunks > limit, ns: census.ns, nsPerChunk: this.glibcNsPerChunk };
+    const predictedNs = chunks * this.glibcNsPerChunk;
+    if (decision.capped) {
+      this.lastAllocatorNs = predictedNs;
+      this.overCap = true;
+      this.probeGapMs = Math.min(MAX_PROBE_GAP_MS, census.ns / 1e6 / this.budget.dutyCycle);
+      this.nextAllocatorAt = now + this.probeGapMs;
+      const sample = this.cheap(
+        `glibc holds more than ${limit} free chunks (counted without its locks in ${msText(census.ns)} ms): mallinfo2 would hold an arena's lock over the ${this.budget.maxSampleMs} ms cap, so it was not called; cheap tier (RSS + V8) until the next census in ${(this.probeGapMs / 1000).toFixed(1)} s`,
+      );
+      return { ...sample, predictedNs, census: decision };
+    }
+    const sample = await this.probe(now, capNs);
+    // The walk's slope, from a read big enough for the walk to dominate its fixed costs.
+    if (chunks >= CALIBRATION_MIN_CHUNKS && sample.readNs !== null) this.glibcNsPerChunk = sample.readNs / chunks;
+    return { ...sample, note: `${sample.note}; ${chunks} free chunks counted first without the lock (${msText(census.ns)} ms)`, census: decision };
   }
 
   private async probe(now: number, capNs: number): Promise<GovernedSample> {
@@ -146,7 +223,7 @@ export class SnapshotGovernor {
       : wasOver
         ? `allocator read back under the ${this.budget.maxSampleMs} ms cap (${msText(costNs)} ms, on a worker thread)`
         : `allocator read on a worker thread (${msText(costNs)} ms)`;
-    return { snapshot: taken, tier: 'allocator', offThread: true, readNs: costNs, predictedNs: this.lastAllocatorNs, note };
+    return { snapshot: taken, tier: 'allocator', offThread: true, readNs: costNs, predictedNs: this.lastAllocatorNs, note, census: null };
   }
 
   private record(costNs: number, now: number, capNs: number): void {
@@ -170,8 +247,13 @@ export class SnapshotGovernor {
     const taken = snapshot({ allocator: false });
     taken.levelNote = note;
     this.spentNs += taken.cost.ns;
-    return { snapshot: taken, tier: 'cheap', offThread: false, readNs: null, predictedNs: this.lastAllocatorNs, note };
+    return { snapshot: taken, tier: 'cheap', offThread: false, readNs: null, predictedNs: this.lastAllocatorNs, note, census: null };
   }
+}
+
+/** The chunks on glibc's free lists: mallinfo2's ordblks also counts each arena's top, which costs no walk. */
+function listedChunks(census: NativeGlibcCensus): number {
+  return census.ordblks - census.arenas + census.smblks;
 }
 
 function msText(ns: number | null): string {

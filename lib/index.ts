@@ -5,7 +5,7 @@
 export { allocator, purge, snapshot, snapshotAsync } from './targets/self';
 export type { AllocatorReport, SnapshotOptions } from './targets/self';
 export { glibc } from './allocators/glibc';
-export type { Mallinfo2 } from './allocators/glibc';
+export type { GlibcCensus, GlibcCensusOptions, Mallinfo2 } from './allocators/glibc';
 export type { MallocInfo, MallocInfoArena, SizeBucket, FreeChunkTotals } from './allocators/glibc-malloc-info';
 export { jemalloc } from './allocators/jemalloc';
 export type { JemallocBin, JemallocSummary, MallctlType, MallctlValue } from './allocators/jemalloc';
@@ -28,7 +28,7 @@ export type { ProcStatus } from './proc/status';
 export { monitor, Monitor } from './monitor';
 export type { MonitorEvents, MonitorOptions, MonitorStats, MonitorThresholds, SampleEvent, ThresholdEvent, ThresholdName } from './monitor';
 export { DEFAULT_COST_BUDGET, SnapshotGovernor } from './cost-budget';
-export type { CostBudget, GovernedSample, SampleTier } from './cost-budget';
+export type { CostBudget, GlibcCensusDecision, GovernedSample, SampleTier } from './cost-budget';
 export { runCompare } from './compare/run';
 export type { CompareOptions } from './compare/run';
 export { parseVariants } from './compare/variants';

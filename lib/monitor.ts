@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { AllocscopeError, checkInteger, checkNumber, describe } from './errors';
-import { type CostBudget, resolveBudget, type SampleTier, SnapshotGovernor } from './cost-budget';
+import { type CostBudget, type GlibcCensusDecision, resolveBudget, type SampleTier, SnapshotGovernor } from './cost-budget';
 import type { Snapshot } from './snapshot';
 import { diagnose, type DiagnoseOptions, type Verdict } from './verdict';
 
@@ -65,6 +65,8 @@ export interface SampleEvent {
    * alone (the time it held the allocator's locks). Null on the cheap tier.
    */
   readNs: number | null;
+  /** Under glibc: the lock-free count of free chunks that decided whether mallinfo2 was called. */
+  census: GlibcCensusDecision | null;
   /** The wait before the next sample, ms: intervalMs, or longer when the budget stretched it. */
   nextIntervalMs: number;
 }
@@ -233,8 +235,8 @@ export class Monitor extends EventEmitter<MonitorEvents> implements AsyncIterabl
         // The duty cycle stretches the interval; over the cap the samples are cheap and keep the pace.
         this.currentIntervalMs = this.governor.cheapTier ? this.options.intervalMs : Math.max(this.options.intervalMs, this.governor.minIntervalMs());
         this.schedule(this.currentIntervalMs);
-        const { snapshot, tier, offThread, note, readNs } = sample;
-        this.accept({ snapshot, tier, offThread, note, readNs, nextIntervalMs: this.currentIntervalMs });
+        const { snapshot, tier, offThread, note, readNs, census } = sample;
+        this.accept({ snapshot, tier, offThread, note, readNs, census, nextIntervalMs: this.currentIntervalMs });
       },
       (error: unknown) => {
         this.fail(error);

@@ -4,46 +4,53 @@ import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from './hel
 import { heapFixture } from './helpers/heap-fixture';
 import { snapshot, snapshotAsync } from '../lib/targets/self';
 
-type Seen = Pick<GovernedSample, 'tier' | 'offThread' | 'note' | 'predictedNs' | 'readNs'> & { level: string; allocated: number | null; levelNote: string | null };
+type Seen = Pick<GovernedSample, 'tier' | 'offThread' | 'note' | 'predictedNs' | 'readNs' | 'census'> & { level: string; allocated: number | null; levelNote: string | null };
 
 function seen(sample: GovernedSample): Seen {
-  const { tier, offThread, note, predictedNs, readNs, snapshot } = sample;
-  return { tier, offThread, note, predictedNs, readNs, level: snapshot.level, allocated: snapshot.allocatorBytes.allocated, levelNote: snapshot.levelNote };
+  const { tier, offThread, note, predictedNs, readNs, census, snapshot } = sample;
+  return { tier, offThread, note, predictedNs, readNs, census, level: snapshot.level, allocated: snapshot.allocatorBytes.allocated, levelNote: snapshot.levelNote };
 }
 
 /** About 100,000 free chunks that cannot coalesce: mallinfo2 walks them all (~15 ms, limits.md §1). */
 const FREE_CHUNKS = 100_000;
 
 const scenarios = {
-  /** glibc, fragmented: over the cap, cheap tier, probes backing off, back under after release. */
+  /**
+   * glibc, fragmented: the census counts past the cap without the lock, so mallinfo2 is never
+   * called; cheap tier until the next census; back to reads once the chunks are released.
+   */
   async fragmented() {
     const handle = heapFixture.fragment(2 * FREE_CHUNKS, 16, 512, 2, 7);
     const governor = new SnapshotGovernor(DEFAULT_COST_BUDGET);
     const first = await governor.take(0);
-    const gap1 = (first.predictedNs as number) / 1e6 / DEFAULT_COST_BUDGET.dutyCycle;
+    const gap1 = (first.census?.ns ?? 0) / 1e6 / DEFAULT_COST_BUDGET.dutyCycle;
     const cheap = await governor.take(1);
-    const cheapTier = governor.cheapTier;
-    const second = await governor.take(gap1 + 1); // the probe is due
-    const gap2 = (second.predictedNs as number) / 1e6 / DEFAULT_COST_BUDGET.dutyCycle;
-    // Still over the cap: the next probe waits at least twice as long as the first gap.
-    const beforeThird = await governor.take(gap1 + 1 + 2 * gap1 - 10);
+    const second = await governor.take(gap1 + 1); // the next census is due
+    const gap2 = (second.census?.ns ?? 0) / 1e6 / DEFAULT_COST_BUDGET.dutyCycle;
     heapFixture.release(handle);
-    const far = gap1 + 1 + Math.max(gap2, 2 * gap1) + 10;
+    const far = gap1 + 1 + gap2 + 1;
     const recovered = await governor.take(far);
     const due = far + governor.minIntervalMs() + 2;
-    const onThread = await governor.take(due);
+    const next = await governor.take(due);
     const tooSoon = await governor.take(due + 0.001);
     return {
       first: seen(first),
       cheap: seen(cheap),
-      cheapTier,
       second: seen(second),
-      beforeThird: seen(beforeThird),
       recovered: seen(recovered),
-      onThread: seen(onThread),
+      next: seen(next),
       tooSoon: seen(tooSoon),
       spentNs: governor.spentNs,
     };
+  },
+  /** The same heap under a 40 ms cap: the walk fits, so mallinfo2 runs, and calibrates the cost per chunk. */
+  async fragmentedWideCap() {
+    const handle = heapFixture.fragment(2 * FREE_CHUNKS, 16, 512, 2, 7);
+    const governor = new SnapshotGovernor(resolveBudget({ maxSampleMs: 40 }));
+    const first = await governor.take(0);
+    const second = await governor.take(governor.minIntervalMs() + 2);
+    heapFixture.release(handle);
+    return { first: seen(first), second: seen(second) };
   },
   /** jemalloc: its read is bounded (an epoch per arena), so it runs on the JS thread. */
   async jemalloc() {
@@ -98,24 +105,47 @@ if (scenarioName() !== undefined) {
     t.ok(governor.spentNs > 0);
   });
 
-  t.test('glibc with 100,000 free chunks: over the cap, cheap tier, backed-off probes, recovery', async (t) => {
+  t.test('glibc with 100,000 free chunks: counted without the lock, mallinfo2 never called, cheap tier, recovery', async (t) => {
     const { value: r } = await child<Awaited<ReturnType<typeof scenarios.fragmented>>>('fragmented', 'glibc');
-    t.equal(r.first.tier, 'allocator', 'the first read still happens ...');
-    t.equal(r.first.offThread, true, '... on a worker thread');
-    t.ok((r.first.predictedNs as number) > 1e6, `and costs over 1 ms (${((r.first.predictedNs as number) / 1e6).toFixed(1)} ms)`);
-    t.match(r.first.note, /over the 1 ms cap/);
-    t.equal(r.cheapTier, true);
+    const census = r.first.census;
+    t.ok(census !== null, 'the first sample took a census');
+    if (census === null) return;
+    // limit: the chunks a 1 ms walk covers at the default 150 ns per chunk.
+    t.equal(census.limit, Math.floor(1e6 / 150));
+    t.equal(census.capped, true, `the census counted past the limit (${census.chunks} > ${census.limit})`);
+    t.ok(census.chunks > census.limit && census.chunks <= census.limit + 1, 'and stopped there');
+    t.equal(r.first.tier, 'cheap', 'so the first sample is cheap ...');
+    t.equal(r.first.readNs, null, '... with no allocator read: mallinfo2 never held a lock');
+    t.ok((r.first.predictedNs as number) > 1e6, `the walk it avoided would cost over 1 ms (predicted ${((r.first.predictedNs as number) / 1e6).toFixed(1)} ms)`);
+    t.match(r.first.note, /more than 6666 free chunks \(counted without its locks/);
+    t.match(r.first.levelNote, /mallinfo2 would hold an arena's lock over the 1 ms cap/, 'the snapshot itself says why');
+    t.equal(r.first.level, 'proc-basic');
+    t.equal(r.first.allocated, null, 'no allocator figures in the cheap tier');
     t.equal(r.cheap.tier, 'cheap');
-    t.equal(r.cheap.level, 'proc-basic');
-    t.equal(r.cheap.allocated, null, 'no allocator figures in the cheap tier');
-    t.match(r.cheap.levelNote, /cheap tier \(RSS \+ V8\) until the next probe/, 'the snapshot itself says why');
-    t.equal(r.second.tier, 'allocator', 'the probe runs when due');
-    t.equal(r.second.offThread, true);
-    t.equal(r.beforeThird.tier, 'cheap', 'a probe still over the cap doubles the wait');
-    t.equal(r.recovered.tier, 'allocator');
-    t.match(r.recovered.note, /back under the 1 ms cap/, 'freed chunks coalesce: the probe says it is back');
-    t.equal(r.onThread.tier, 'allocator', 'then reads return at the duty cycle\'s pace');
+    t.equal(r.cheap.census, null, 'no census before the next one is due');
+    t.match(r.cheap.note, /cheap tier \(RSS \+ V8\) until the next probe/);
+    t.equal(r.second.tier, 'cheap', 'the next census, when due, still counts past the limit');
+    t.equal(r.second.census?.capped, true);
+    t.equal(r.recovered.tier, 'allocator', 'released: the census finds few chunks and mallinfo2 runs');
+    t.equal(r.recovered.census?.capped, false);
+    t.ok((r.recovered.census?.chunks ?? Infinity) < 1000, `${r.recovered.census?.chunks} free chunks after the release`);
+    t.match(r.recovered.note, /free chunks counted first without the lock/);
+    t.ok((r.recovered.allocated ?? 0) > 0);
+    t.equal(r.next.tier, 'allocator', "then reads return at the duty cycle's pace");
     t.equal(r.tooSoon.tier, 'cheap');
+  });
+
+  t.test('glibc with 100,000 free chunks under a 40 ms cap: the walk fits, mallinfo2 runs and calibrates', async (t) => {
+    const { value: r } = await child<Awaited<ReturnType<typeof scenarios.fragmentedWideCap>>>('fragmentedWideCap', 'glibc');
+    const first = r.first.census;
+    t.ok(first !== null && !first.capped && first.chunks >= FREE_CHUNKS * 0.9, `the census counted them all (${first?.chunks})`);
+    t.equal(r.first.tier, 'allocator');
+    t.ok((r.first.readNs as number) > 1e6, `mallinfo2 walked them (${((r.first.readNs as number) / 1e6).toFixed(1)} ms)`);
+    t.equal(first?.nsPerChunk, 150, 'the first prediction uses the default cost per chunk');
+    const second = r.second.census;
+    const measured = (r.first.readNs as number) / (first?.chunks ?? 1);
+    t.ok(second !== null && Math.abs((second?.nsPerChunk ?? 0) - measured) < 1e-6, `the next uses the measured one (${measured.toFixed(0)} ns)`);
+    t.equal(second?.limit, Math.floor(40e6 / measured));
   });
 
   t.test('jemalloc: the first read is on the JS thread', { skip: skipUnlessInstalled('jemalloc') }, async (t) => {

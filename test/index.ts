@@ -7,7 +7,7 @@ const root = join(__dirname, '..');
 
 t.test('the public surface', async (t) => {
   for (const name of ['snapshot', 'snapshotAsync', 'allocator', 'purge', 'diagnose', 'monitor', 'runCompare', 'loadReportInput', 'writeReport', 'renderReport']) t.type((api as Record<string, unknown>)[name], 'function', name);
-  t.same(Object.keys(api.glibc).sort(), ['mallinfo2', 'mallocInfo', 'mallocInfoAsync', 'trim']);
+  t.same(Object.keys(api.glibc).sort(), ['census', 'censusAsync', 'mallinfo2', 'mallocInfo', 'mallocInfoAsync', 'trim']);
   t.same(Object.keys(api.jemalloc).sort(), ['bins', 'purge', 'read', 'settings', 'statsJson', 'summary', 'write']);
   t.same(Object.keys(api.tcmalloc).sort(), ['property', 'releaseFreeMemory', 'statsText']);
   t.same(Object.keys(api.mimalloc).sort(), ['collect', 'processInfo']);

@@ -6,8 +6,8 @@
  * heapFree = fordblks (binned free chunks + top); releasable = keepcost (top of the main arena).
  * glibc has no active or resident figure: free chunks may or may not be backed by pages.
  */
-import { native, type NativeMallinfo2 } from '../binding';
-import { AllocscopeError, describe } from '../errors';
+import { native, type NativeGlibcCensus, type NativeMallinfo2 } from '../binding';
+import { AllocscopeError, checkInteger, describe } from '../errors';
 import type { SampleReader } from '../sample';
 import { NULL_ALLOCATOR_BYTES, ratioOf } from '../snapshot';
 import { parseMallocInfo, type MallocInfo } from './glibc-malloc-info';
@@ -103,8 +103,81 @@ function trim(pad: number = 0): ReleaseResult & { trimmed: boolean } {
   return { ...result, trimmed };
 }
 
+/**
+ * What mallinfo2 would count, taken without glibc's locks (native/probe/glibc_census.c): the free
+ * chunks of every arena's bins and fastbins, their bytes, and the arenas' system bytes. Fields are
+ * named after the mallinfo2 fields they mirror. On a quiet heap they equal mallinfo2's; while
+ * other threads allocate they can be off by the chunks that moved during the walk, and `complete`
+ * is false when a list changed under the walk or `maxChunks` was reached (the counts are then a
+ * lower bound).
+ */
+export interface GlibcCensus {
+  arenas: number;
+  arena: number;
+  ordblks: number;
+  smblks: number;
+  fordblks: number;
+  fsmblks: number;
+  keepcost: number;
+  complete: boolean;
+  /** What the census cost, ns. */
+  ns: number;
+}
+
+export interface GlibcCensusOptions {
+  /** Stop after walking this many free chunks (1 to 1e9; default 1e7). */
+  maxChunks?: number;
+}
+
+/** Why a census could not be taken, by ASP_CENSUS_* status (native/probe/glibc_census.h). */
+const CENSUS_REFUSALS: Record<number, string> = {
+  [-1]: 'this process has no glibc malloc',
+  [-2]: "this glibc's malloc_state layout is not one the census knows (64-bit glibc 2.32 to 2.41)",
+  [-3]: "no main_arena was recognised in glibc's data segment",
+  [-4]: 'process_vm_readv on this process was refused (a seccomp filter?)',
+};
+
+/** The census's refusal as a sentence, or null when it was taken. */
+export function censusRefusal(raw: NativeGlibcCensus): string | null {
+  return raw.status === 0 ? null : (CENSUS_REFUSALS[raw.status] ?? `status ${raw.status}`);
+}
+
+const DEFAULT_CENSUS_CHUNKS = 1e7;
+
+function censusLimit(options: GlibcCensusOptions | undefined, call: string): number {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new AllocscopeError('EINVAL', `${call} takes an options object like { maxChunks: 100000 }; got ${describe(options)}.`);
+  }
+  return checkInteger(`${call}: maxChunks`, options?.maxChunks ?? DEFAULT_CENSUS_CHUNKS, 1, 1e9);
+}
+
+function censusResult(raw: NativeGlibcCensus, call: string): GlibcCensus {
+  const refusal = censusRefusal(raw);
+  if (refusal !== null) {
+    throw new AllocscopeError('EUNSUPPORTED', `${call} cannot count glibc's free lists here: ${refusal}. glibc.mallinfo2() still works; it takes the arenas' locks.`, {
+      status: raw.status,
+    });
+  }
+  const { status: _status, ...fields } = raw;
+  return fields;
+}
+
+/** glibc's free lists counted without its locks, on the JS thread. */
+function census(options?: GlibcCensusOptions): GlibcCensus {
+  const maxChunks = censusLimit(options, 'glibc.census()');
+  requireAllocator('glibc', 'glibc.census()');
+  return censusResult(native().glibcCensus(maxChunks), 'glibc.census()');
+}
+
+/** census() on a libuv worker thread: for a heap of many free chunks (about 0.1-1.5 us each). */
+async function censusAsync(options?: GlibcCensusOptions): Promise<GlibcCensus> {
+  const maxChunks = censusLimit(options, 'glibc.censusAsync()');
+  requireAllocator('glibc', 'glibc.censusAsync()');
+  return censusResult(await native().glibcCensusAsync(maxChunks), 'glibc.censusAsync()');
+}
+
 /** glibc malloc's own interfaces. Every call throws ENOALLOCATOR when glibc does not serve malloc. */
-export const glibc = { mallinfo2, mallocInfo, mallocInfoAsync, trim };
+export const glibc = { mallinfo2, mallocInfo, mallocInfoAsync, trim, census, censusAsync };
 
 /** The allocator-appropriate release for purge(). */
 export function glibcRelease(): ReleaseResult {

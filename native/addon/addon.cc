@@ -15,6 +15,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("glibcMallocInfo", Napi::Function::New(env, GlibcMallocInfo));
   exports.Set("glibcMallocInfoAsync", Napi::Function::New(env, GlibcMallocInfoAsync));
   exports.Set("glibcMallocTrim", Napi::Function::New(env, GlibcMallocTrim));
+  exports.Set("glibcCensus", Napi::Function::New(env, GlibcCensus));
+  exports.Set("glibcCensusAsync", Napi::Function::New(env, GlibcCensusAsync));
   exports.Set("jemallocReadAny", Napi::Function::New(env, JemallocReadAny));
   exports.Set("jemallocReadString", Napi::Function::New(env, JemallocReadString));
   exports.Set("jemallocWrite", Napi::Function::New(env, JemallocWrite));

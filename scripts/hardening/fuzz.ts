@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const SECONDS = Number(process.env.ALLOCSCOPE_FUZZ_SECONDS ?? 30);
-const TARGETS = ['wire_request', 'proc_text', 'mallctl', 'inject_caves'];
+const TARGETS = ['wire_request', 'proc_text', 'mallctl', 'inject_caves', 'glibc_census'];
 const haveClang = spawnSync('clang', ['--version']).status === 0;
 
 for (const target of TARGETS) {

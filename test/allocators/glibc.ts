@@ -1,10 +1,12 @@
 import t from 'tap';
-import { glibc, glibcMapping, glibcRelease, type Mallinfo2 } from '../../lib/allocators/glibc';
+import { type GlibcCensus, glibc, glibcMapping, glibcRelease, type Mallinfo2 } from '../../lib/allocators/glibc';
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
 import { parseMallocInfo, type MallocInfo } from '../../lib/allocators/glibc-malloc-info';
 import { native, type NativeBinding } from '../../lib/binding';
 import { AllocscopeError } from '../../lib/errors';
 import { readerForRecord } from '../../lib/sample';
-import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
+import { childOnce, inChild, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
 import { heapFixture } from '../helpers/heap-fixture';
 
 interface Outcome {
@@ -26,6 +28,56 @@ const MALLINFO2_FIELDS = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmb
 const sameMallinfo = (a: Mallinfo2, b: Mallinfo2) => MALLINFO2_FIELDS.every((field) => a[field] === b[field]);
 const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 const BIG = 64 * 1048576; // above the largest dynamic mmap threshold (32 MiB): always mmapped
+const CENSUS_FIELDS = ['arena', 'ordblks', 'smblks', 'fordblks', 'fsmblks', 'keepcost'] as const;
+const FIXTURE = join(__dirname, '../../build/Release/heap_fixture.node');
+
+/**
+ * A worker thread (its own glibc arena) that fragments its heap with `chunks` free chunks, says
+ * so, then sleeps in Atomics.wait (no allocation) until stopped; with `churn`, it instead
+ * allocates and frees Buffers of varied sizes until stopped.
+ */
+function arenaWorker(mode: 'fragment' | 'churn', chunks: number): { ready: Promise<void>; stop: () => Promise<number> } {
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     const flag = workerData.flag;
+     if (workerData.mode === 'fragment') {
+       const fixture = require(workerData.fixture);
+       const handle = fixture.fragment(2 * workerData.chunks, 16, 512, 2, 5);
+       parentPort.postMessage('ready');
+       Atomics.wait(flag, 0, 0);
+       fixture.release(handle);
+     } else {
+       parentPort.postMessage('ready');
+       const kept = [];
+       for (let i = 0; Atomics.load(flag, 0) === 0; i++) {
+         kept.push(Buffer.allocUnsafeSlow(16 + ((i * 7919) % 3000)));
+         if (kept.length > 500) kept.splice(0, 1 + (i % 300));
+       }
+     }`,
+    { eval: true, workerData: { mode, chunks, flag, fixture: FIXTURE } },
+  );
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+  });
+  const stop = async () => {
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+    return new Promise<number>((resolve) => worker.once('exit', resolve));
+  };
+  return { ready, stop };
+}
+
+type Agreed = { attempt: number; census: GlibcCensus; mallinfo2: Mallinfo2 } | null;
+interface CensusOutcome {
+  sync: Agreed;
+  async: Agreed;
+  capped: GlibcCensus;
+  workerExit: number;
+}
+
+const sameCensus = (c: GlibcCensus, m: Mallinfo2) => CENSUS_FIELDS.every((field) => c[field] === m[field]);
 
 const scenarios = {
   /**
@@ -67,8 +119,55 @@ const scenarios = {
     return { trimmed, padded, viaRelease: glibcRelease() };
   },
 
+  /**
+   * The census against mallinfo2 on a quiet heap: 10,000 free chunks in the main arena, 10,000 in
+   * a worker thread's arena. Taken between two mallinfo2 calls that agree (nothing moved).
+   */
+  async census() {
+    const handle = heapFixture.fragment(20_000, 16, 512, 2, 9);
+    const worker = arenaWorker('fragment', 10_000);
+    await worker.ready;
+    await settle();
+    // Taken between two mallinfo2 calls, a census that is exact equals one of them in every field
+    // (the calls themselves can allocate a block or two from an arena: before and after then
+    // differ). Up to 100 tries 20 ms apart, for the rounds where another thread allocated too.
+    const agree = async (take: () => GlibcCensus | Promise<GlibcCensus>) => {
+      for (let attempt = 1; attempt <= 100; attempt++) {
+        if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 20));
+        const before = glibc.mallinfo2();
+        const census = await take();
+        const after = glibc.mallinfo2();
+        if (sameCensus(census, before)) return { attempt, census, mallinfo2: before };
+        if (sameCensus(census, after)) return { attempt, census, mallinfo2: after };
+      }
+      return null;
+    };
+    const sync = await agree(() => glibc.census());
+    const async = await agree(() => glibc.censusAsync());
+    const capped = glibc.census({ maxChunks: 100 });
+    const workerExit = await worker.stop();
+    heapFixture.release(handle);
+    return { sync, async, capped, workerExit };
+  },
+
+  /** Censuses while another thread allocates and frees as fast as it can: no crash, sane figures. */
+  async censusRacing() {
+    const worker = arenaWorker('churn', 0);
+    await worker.ready;
+    const results: Array<Pick<GlibcCensus, 'arenas' | 'arena' | 'ordblks' | 'complete'>> = [];
+    const end = Date.now() + 2_000;
+    while (Date.now() < end && results.length < 2_000) {
+      const { arenas, arena, ordblks, complete } = results.length % 2 === 0 ? glibc.census() : await glibc.censusAsync();
+      results.push({ arenas, arena, ordblks, complete });
+    }
+    const workerExit = await worker.stop();
+    return { results, workerExit };
+  },
+
   async wrongAllocator() {
     return {
+      census: await outcome(() => glibc.census()),
+      censusAsync: await outcome(() => glibc.censusAsync()),
       mallinfo2: await outcome(() => glibc.mallinfo2()),
       mallocInfo: await outcome(() => glibc.mallocInfo()),
       mallocInfoAsync: await outcome(() => glibc.mallocInfoAsync()),
@@ -86,7 +185,11 @@ const child = childOnce(__filename);
 if (scenarioName() !== undefined) {
   void runScenario(scenarios);
 } else {
-  for (const scenario of ['agreement', 'mmapped', 'trim']) void child(scenario, 'glibc');
+  for (const scenario of ['agreement', 'mmapped', 'trim', 'censusRacing']) void child(scenario, 'glibc');
+  // No V8 platform threads (compilers, concurrent GC): they allocate at any moment, and the
+  // comparison needs a heap that keeps still across a census.
+  const quietCensus = inChild<CensusOutcome>(__filename, 'census', 'glibc', { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --v8-pool-size=0` }, { coverage: false });
+  quietCensus.catch(() => undefined);
   if (skipUnlessInstalled('jemalloc') === false) void child('wrongAllocator', 'jemalloc');
 
   t.test('mallinfo2: glibc >= 2.33 figures, all whole numbers', async (t) => {
@@ -197,6 +300,52 @@ if (scenarioName() !== undefined) {
     t.ok(later.arenas.length >= 1 && later.totals.systemCurrentBytes !== null);
   });
 
+  t.test('census: what mallinfo2 counts, taken without its locks, equal on a quiet heap of two arenas', async (t) => {
+    const { value: r } = await quietCensus;
+    for (const [name, agreed] of [['census()', r.sync], ['censusAsync()', r.async]] as const) {
+      if (agreed === null) {
+        t.fail(`${name}: equal to neither mallinfo2 around it in 100 tries`);
+        continue;
+      }
+      const { census, mallinfo2: m } = agreed;
+      t.comment(`${name} equal to mallinfo2 on attempt ${agreed.attempt}: ${census.arenas} arenas, ${census.ordblks + census.smblks} free chunks, ${(census.ns / 1e3).toFixed(0)} us`);
+      for (const field of CENSUS_FIELDS) t.equal(census[field], m[field], `${name} ${field} == mallinfo2.${field}`);
+      t.equal(census.complete, true, `${name}: every list walked to its end`);
+      t.ok(census.arenas >= 2, `${name}: the worker's arena is on the ring (${census.arenas} arenas)`);
+      // 2 x 10,000 freed, less what tcache keeps (7 per size class per thread) and what coalesced.
+      t.ok(census.ordblks + census.smblks >= 18_000, `${name}: both fragmented arenas counted (${census.ordblks + census.smblks})`);
+    }
+    t.equal(r.capped.complete, false, 'maxChunks reached: not complete');
+    t.equal(r.capped.ordblks - r.capped.arenas + r.capped.smblks, 100, 'it walked exactly maxChunks chunks (ordblks also counts each top)');
+    t.equal(r.workerExit, 0);
+  });
+
+  t.test('census while another thread allocates and frees: the host lives, every census answers', async (t) => {
+    const { value: r } = await child<{ results: Array<Pick<GlibcCensus, 'arenas' | 'arena' | 'ordblks' | 'complete'>>; workerExit: number }>('censusRacing', 'glibc');
+    t.ok(r.results.length >= 100, `${r.results.length} censuses in 2 s`);
+    t.ok(r.results.every((c) => c.arenas >= 1 && c.arena > 0 && c.ordblks >= c.arenas), 'each found the arenas and their tops');
+    t.comment(`${r.results.filter((c) => !c.complete).length} of ${r.results.length} saw a list change under them`);
+    t.equal(r.workerExit, 0, 'the churning thread ran to its end');
+  });
+
+  t.test('census: a bad maxChunks is EINVAL', async (t) => {
+    for (const bad of [{ maxChunks: 0 }, { maxChunks: 1.5 }, { maxChunks: '10' }, { maxChunks: 2e9 }, null, 7]) {
+      t.throws(() => glibc.census(bad as never), { code: 'EINVAL' }, JSON.stringify(bad));
+      await t.rejects(glibc.censusAsync(bad as never), { code: 'EINVAL' }, `async ${JSON.stringify(bad)}`);
+    }
+  });
+
+  t.test('census refused by the probe (a glibc layout it does not know): EUNSUPPORTED naming the reason', async (t) => {
+    const binding = native() as { -readonly [K in keyof NativeBinding]: NativeBinding[K] };
+    const saved = { ...binding };
+    t.teardown(() => Object.assign(binding, saved));
+    const refused = { status: -2, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, complete: true, ns: 1 };
+    binding.glibcCensus = () => refused;
+    binding.glibcCensusAsync = async () => refused;
+    t.throws(() => glibc.census(), { code: 'EUNSUPPORTED', message: /malloc_state layout is not one the census knows/ });
+    await t.rejects(glibc.censusAsync(), { code: 'EUNSUPPORTED' });
+  });
+
   t.test('a libc without mallinfo2/mallinfo or malloc_info: EUNSUPPORTED', async (t) => {
     // The probe returns null when dlsym finds no such function (native/probe/glibc_probe.c).
     const binding = native() as { -readonly [K in keyof NativeBinding]: NativeBinding[K] };
@@ -214,6 +363,8 @@ if (scenarioName() !== undefined) {
     const { value } = await child<Record<string, Outcome>>('wrongAllocator', 'jemalloc');
     const wrong = { code: 'ENOALLOCATOR', allocscopeError: true };
     t.same(value.mallinfo2, wrong, 'mallinfo2: under jemalloc it would describe glibc\'s empty arenas');
+    t.same(value.census, wrong, 'census: the same');
+    t.same(value.censusAsync, wrong);
     t.same(value.mallocInfo, wrong);
     t.same(value.mallocInfoAsync, wrong, 'mallocInfoAsync rejects');
     t.same(value.trim, wrong);

@@ -37,7 +37,13 @@ histogram.enable();
 const watcher = mode === 'off' ? null : monitor({ intervalMs: 1000, verdictEvery: 0 });
 let maxJsThreadReadNs = 0;
 let maxWorkerReadNs = 0;
+let maxCensusNs = 0;
+let maxCensusChunks = 0;
 watcher?.on('sample', (event) => {
+  if (event.census !== null && event.census !== undefined) {
+    maxCensusNs = Math.max(maxCensusNs, event.census.ns);
+    maxCensusChunks = Math.max(maxCensusChunks, event.census.chunks);
+  }
   if (event.readNs === null) return;
   if (event.offThread) maxWorkerReadNs = Math.max(maxWorkerReadNs, event.readNs);
   else maxJsThreadReadNs = Math.max(maxJsThreadReadNs, event.readNs);
@@ -60,6 +66,8 @@ setTimeout(() => {
     slowestChurnMs: slowestChurnNs / 1e6,
     maxJsThreadReadMs: maxJsThreadReadNs / 1e6,
     maxWorkerReadMs: maxWorkerReadNs / 1e6,
+    maxCensusMs: maxCensusNs / 1e6,
+    maxCensusChunks,
     samples: stats?.samples ?? 0,
     cheapSamples: stats?.cheapSamples ?? 0,
     offThreadSamples: stats?.offThreadSamples ?? 0,

@@ -1,0 +1,373 @@
+/*
+ * glibc malloc's free lists, counted without its locks.
+ *
+ * Why: mallinfo2 walks every free chunk of an arena while holding that arena's lock, ~150 ns per
+ * chunk (references/limits.md §1): 15 ms at 1e5 free chunks, 150 ms at 1e6, during which every
+ * thread that needs the arena waits. Nothing cheap in glibc's API says how many free chunks there
+ * are, so a monitor could not know what its next mallinfo2 would cost (issue 3's glibc guard).
+ * This census walks the same lists mallinfo2 walks (glibc malloc.c int_mallinfo), without the
+ * lock, so a caller can decide first.
+ *
+ * How the arenas are found, with no debug symbols: main_arena is a static struct malloc_state in
+ * libc's data segment, and an empty bin is a list head whose fd and bk both point at the head
+ * itself (bin_at(av, i) = &av->bins[2(i-1)] - 16: malloc.c "bin_at"). Most of the 127 bins are
+ * empty in any process (large bins especially), so the segment is scanned once for the position
+ * where the most bins self-reference; that is main_arena. Every other arena is on its `next` ring.
+ *
+ * Why racing the owner is safe: every read of memory the allocator may unmap (a heap trimmed by
+ * another thread) goes through process_vm_readv on our own pid, which answers EFAULT instead of
+ * faulting, and every walk is bounded (max_chunks, a ring of at most MAX_ARENAS). A list that
+ * changes under the walk can only make the counts inexact; `complete` then says 0. Nothing here
+ * writes the allocator's memory, takes its locks or calls malloc (buffers come from mmap), so the
+ * census can run while the host allocates, from any thread.
+ *
+ * The layout below is glibc's struct malloc_state for 64-bit targets from 2.27 (have_fastchunks
+ * became an int) with safe-linking of fastbin pointers from 2.32 (malloc.c PROTECT_PTR); the
+ * version gate accepts 2.32 through 2.41, the releases read for it.
+ */
+#define _GNU_SOURCE
+#include "glibc_census.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* struct malloc_state, 64-bit (malloc.c): mutex, flags, have_fastchunks (int each, then 4 bytes of
+   padding), fastbinsY[NFASTBINS = 10], top, last_remainder, bins[NBINS * 2 - 2 = 254],
+   binmap[4] (unsigned int), next, next_free, attached_threads, system_mem, max_system_mem. */
+enum {
+  OFF_MUTEX = 0,
+  OFF_FLAGS = 4,
+  OFF_HAVE_FASTCHUNKS = 8,
+  OFF_FASTBINS = 16,
+  NFASTBINS = 10,
+  OFF_TOP = 96,
+  OFF_BINS = 112,
+  NBINS = 128, /* bins 1..127 are lists: 1 unsorted, 2..63 small, 64..126 large (bin 127 unused but walked by int_mallinfo) */
+  OFF_NEXT = 2160,
+  OFF_SYSTEM_MEM = 2184,
+  OFF_MAX_SYSTEM_MEM = 2192,
+  ARENA_SIZE = 2200,
+  /* A chunk: prev_size, size, fd, bk at 0, 8, 16, 24. */
+  CHUNK_SIZE_FIELD = 8,
+  CHUNK_FD = 16,
+  CHUNK_BK = 24,
+  SIZE_BITS = 7, /* PREV_INUSE | IS_MMAPPED | NON_MAIN_ARENA */
+  CHUNK_ALIGN = 16,
+  MIN_CHUNK = 32, /* MINSIZE: the smallest chunk on 64-bit */
+  /* One list per fastbin and per bin, for each arena. */
+  LISTS_PER_ARENA = NFASTBINS + NBINS - 1,
+  /* glibc caps arenas at 8 per core (arena_test/ARENA_MAX); a ring longer than this is not one. */
+  MAX_ARENAS = 1024,
+  /* process_vm_readv takes at most IOV_MAX (1024) iovecs a side. */
+  BATCH = 1024,
+  /* A real main_arena has most of its 127 bins empty; a chance match in other data has few. */
+  MIN_EMPTY_BINS = 16
+};
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+#define CENSUS_LAYOUT_KNOWN 1
+#else
+#define CENSUS_LAYOUT_KNOWN 0
+#endif
+
+/* Sums saturate: a racing (or, in the fuzz target, fake) list can hold any bytes. */
+static inline size_t add_sat(size_t a, size_t b) {
+  size_t sum = a + b;
+  return sum < a ? SIZE_MAX : sum;
+}
+
+static inline uintptr_t word_at(const unsigned char *buf, size_t offset) {
+  uintptr_t value;
+  memcpy(&value, buf + offset, sizeof value);
+  return value;
+}
+
+/* Reads len bytes at addr of this process; 0 on success, else an errno (EFAULT: not mapped). */
+static int safe_read(void *out, uintptr_t addr, size_t len) {
+  struct iovec local = {out, len};
+  struct iovec remote = {(void *)addr, len};
+  ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  if (got == (ssize_t)len) return 0;
+  return got < 0 ? errno : EFAULT;
+}
+
+static void *map_buffer(size_t len) {
+  void *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return buf == MAP_FAILED ? NULL : buf;
+}
+
+/* One arena's struct, read whole, and the checks a real malloc_state passes. */
+static int read_arena(uintptr_t addr, unsigned char *arena) {
+  if (addr == 0 || addr % sizeof(uintptr_t) != 0) return -1;
+  if (safe_read(arena, addr, ARENA_SIZE) != 0) return -1;
+  int mutex, flags, have_fastchunks;
+  memcpy(&mutex, arena + OFF_MUTEX, sizeof mutex);
+  memcpy(&flags, arena + OFF_FLAGS, sizeof flags);
+  memcpy(&have_fastchunks, arena + OFF_HAVE_FASTCHUNKS, sizeof have_fastchunks);
+  /* lowlevellock values 0-2; flags holds NONCONTIGUOUS_BIT (2) and ARENA_CORRUPTION_BIT (4). */
+  if (mutex < 0 || mutex > 2 || flags < 0 || flags > 7 || have_fastchunks < 0 || have_fastchunks > 1) return -1;
+  uintptr_t next = word_at(arena, OFF_NEXT);
+  uintptr_t top = word_at(arena, OFF_TOP);
+  if (next == 0 || next % sizeof(uintptr_t) != 0 || top == 0 || top % sizeof(uintptr_t) != 0) return -1;
+  if (word_at(arena, OFF_SYSTEM_MEM) > word_at(arena, OFF_MAX_SYSTEM_MEM)) return -1;
+  return 0;
+}
+
+static inline uintptr_t bin_head(uintptr_t arena, int bin) {
+  return arena + OFF_BINS + (uintptr_t)(bin - 1) * 2 * sizeof(uintptr_t) - CHUNK_FD;
+}
+
+static inline int is_bin_head_of(uintptr_t arena, uintptr_t addr) {
+  uintptr_t first = bin_head(arena, 1);
+  return addr >= first && addr <= bin_head(arena, NBINS - 1) && (addr - first) % (2 * sizeof(uintptr_t)) == 0;
+}
+
+typedef struct {
+  uintptr_t node;       /* the chunk to read next */
+  uintptr_t head;       /* the bin's head (the walk ends there); 0 for a fastbin (ends at NULL) */
+  uintptr_t arena;      /* the arena it belongs to, to tell its bin heads apart */
+  uintptr_t system_mem; /* that arena's size: no free chunk in it is larger */
+} walk_list;
+
+/* What a chunk's header holds from its size field on: size, fd, bk. */
+typedef struct {
+  uintptr_t size, fd, bk;
+} chunk_header;
+
+int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max_chunks) {
+  memset(out, 0, sizeof *out);
+  out->complete = 1;
+#if !CENSUS_LAYOUT_KNOWN
+  (void)start;
+  (void)max_chunks;
+  return ASP_CENSUS_UNSUPPORTED;
+#else
+  unsigned char arena[ARENA_SIZE];
+  size_t lists_cap = (size_t)MAX_ARENAS * LISTS_PER_ARENA;
+  size_t buffer_len = lists_cap * sizeof(walk_list) + BATCH * (sizeof(chunk_header) + 2 * sizeof(struct iovec) + sizeof(size_t));
+  unsigned char *buffer = map_buffer(buffer_len);
+  if (buffer == NULL) return ASP_CENSUS_READ_REFUSED;
+  walk_list *lists = (walk_list *)buffer;
+  chunk_header *headers = (chunk_header *)(buffer + lists_cap * sizeof(walk_list));
+  struct iovec *local = (struct iovec *)(headers + BATCH);
+  struct iovec *remote = local + BATCH;
+  size_t *batch_index = (size_t *)(remote + BATCH);
+  size_t lists_len = 0;
+
+  /* The ring: main_arena, then each `next` until it comes back. */
+  uintptr_t addr = start;
+  int rc = ASP_CENSUS_OK;
+  for (;;) {
+    if (out->arenas == MAX_ARENAS || read_arena(addr, arena) != 0) {
+      if (out->arenas == 0) rc = ASP_CENSUS_NOT_FOUND;
+      out->complete = 0;
+      break;
+    }
+    out->arenas++;
+    uintptr_t system_mem = word_at(arena, OFF_SYSTEM_MEM);
+    out->arena = add_sat(out->arena, system_mem);
+    /* int_mallinfo: avail starts at chunksize(av->top), nblocks at 1 (the top). */
+    uintptr_t top_size;
+    if (safe_read(&top_size, word_at(arena, OFF_TOP) + CHUNK_SIZE_FIELD, sizeof top_size) == 0) {
+      top_size &= ~(uintptr_t)SIZE_BITS;
+      out->fordblks = add_sat(out->fordblks, top_size);
+      if (addr == start) out->keepcost = top_size;
+    } else {
+      out->complete = 0;
+    }
+    out->ordblks++;
+    for (int bin = 0; bin < NFASTBINS; bin++) {
+      uintptr_t first = word_at(arena, OFF_FASTBINS + (size_t)bin * sizeof(uintptr_t));
+      if (first != 0) lists[lists_len++] = (walk_list){first, 0, addr, system_mem};
+    }
+    for (int bin = 1; bin < NBINS; bin++) {
+      uintptr_t head = bin_head(addr, bin);
+      /* last(b) = b->bk: int_mallinfo walks each bin backwards from its head. */
+      uintptr_t last = word_at(arena, OFF_BINS + ((size_t)(bin - 1) * 2 + 1) * sizeof(uintptr_t));
+      if (last != head) lists[lists_len++] = (walk_list){last, head, addr, system_mem};
+    }
+    addr = word_at(arena, OFF_NEXT);
+    if (addr == start) break;
+  }
+
+  /* Every list advances one chunk per round, one process_vm_readv for up to BATCH lists: the
+     walk costs a system call per round, not per chunk, where the free chunks spread over bins. */
+  size_t walked = 0;
+  pid_t self = getpid();
+  while (lists_len > 0) {
+    if (walked >= max_chunks) {
+      out->complete = 0;
+      break;
+    }
+    size_t room = max_chunks - walked;
+    size_t count = lists_len < BATCH ? lists_len : BATCH;
+    if (count > room) count = room;
+    for (size_t i = 0; i < count; i++) {
+      batch_index[i] = i;
+      local[i] = (struct iovec){&headers[i], sizeof(chunk_header)};
+      remote[i] = (struct iovec){(void *)(lists[i].node + CHUNK_SIZE_FIELD), sizeof(chunk_header)};
+    }
+    ssize_t got = process_vm_readv(self, local, count, remote, count, 0);
+    size_t read_whole = got < 0 ? 0 : (size_t)got / sizeof(chunk_header);
+    if (got < 0 && errno != EFAULT) {
+      /* Refused outright (seccomp, EPERM): nothing more can be read. */
+      out->complete = 0;
+      if (walked == 0 && rc == ASP_CENSUS_OK) rc = ASP_CENSUS_READ_REFUSED;
+      break;
+    }
+    /* Lists 0..read_whole-1 advance; list read_whole (if any) faulted and ends; the rest wait
+       for the next round. Kept lists are compacted in place. */
+    size_t kept = 0;
+    for (size_t i = 0; i < lists_len; i++) {
+      walk_list list = lists[i];
+      if (i < read_whole) {
+        const chunk_header *header = &headers[i];
+        uintptr_t size = header->size & ~(uintptr_t)SIZE_BITS;
+        walked++;
+        if (size < MIN_CHUNK || size % CHUNK_ALIGN != 0 || size > list.system_mem) {
+          /* Not a free chunk of this arena: the list changed under the walk. */
+          out->complete = 0;
+          continue;
+        }
+        out->fordblks = add_sat(out->fordblks, size);
+        uintptr_t next;
+        if (list.head == 0) {
+          out->smblks++;
+          out->fsmblks = add_sat(out->fsmblks, size);
+          /* REVEAL_PTR: fd is stored xor'ed with its own address >> 12 (glibc >= 2.32). */
+          next = ((list.node + CHUNK_FD) >> 12) ^ header->fd;
+          if (next == 0) continue;
+        } else {
+          out->ordblks++;
+          next = header->bk;
+          if (next == list.head) continue;
+          if (is_bin_head_of(list.arena, next)) {
+            /* The chunk moved to another bin while we walked: stop here. */
+            out->complete = 0;
+            continue;
+          }
+        }
+        if (next % CHUNK_ALIGN != 0) {
+          out->complete = 0;
+          continue;
+        }
+        list.node = next;
+        lists[kept++] = list;
+      } else if (i == read_whole && i < count) {
+        out->complete = 0; /* this chunk is gone (unmapped under us) */
+      } else {
+        lists[kept++] = list;
+      }
+    }
+    lists_len = kept;
+  }
+  munmap(buffer, buffer_len);
+  return rc;
+#endif
+}
+
+/* The writable PT_LOAD segment of the object containing `address`. */
+typedef struct {
+  uintptr_t address;
+  uintptr_t start;
+  size_t len;
+} segment_query;
+
+static int find_writable_segment(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  segment_query *query = data;
+  int contains = 0;
+  uintptr_t writable_start = 0;
+  size_t writable_len = 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+    if (query->address >= start && query->address < start + ph->p_memsz) contains = 1;
+    if ((ph->p_flags & PF_W) && ph->p_memsz > writable_len) {
+      writable_start = start;
+      writable_len = ph->p_memsz;
+    }
+  }
+  if (!contains || writable_len == 0) return 0;
+  query->start = writable_start;
+  query->len = writable_len;
+  return 1;
+}
+
+/* glibc's version as major * 100 + minor, via dlsym so a musl build links; 0 if not glibc. */
+static int glibc_version(void) {
+  const char *(*version_fn)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "gnu_get_libc_version");
+  if (version_fn == NULL) return 0;
+  int major = 0, minor = 0;
+  if (sscanf(version_fn(), "%d.%d", &major, &minor) != 2) return 0;
+  return major * 100 + minor;
+}
+
+/* Scans libc's data segment for main_arena (see the top of this file). 0 if not found. */
+static uintptr_t find_main_arena(void) {
+  void *trim = dlsym(RTLD_DEFAULT, "malloc_trim");
+  if (trim == NULL) return 0;
+  segment_query query = {(uintptr_t)trim, 0, 0};
+  if (dl_iterate_phdr(find_writable_segment, &query) == 0 || query.len < ARENA_SIZE) return 0;
+  /* The segment, then one vote counter per 8-byte position: each self-referencing pair at p votes
+     for every arena start it could be bin k of (p - OFF_BINS - 16 (k - 1)); a few hundred pairs
+     cost ~40,000 steps, where scoring every position would cost ~0.5 M. */
+  size_t positions = query.len / sizeof(uintptr_t);
+  size_t copy_len = query.len + positions * sizeof(uint16_t);
+  unsigned char *copy = map_buffer(copy_len);
+  if (copy == NULL) return 0;
+  uint16_t *votes = (uint16_t *)(copy + query.len);
+  uintptr_t found = 0;
+  if (safe_read(copy, query.start, query.len) == 0) {
+    for (size_t at = 0; at + 2 * sizeof(uintptr_t) <= query.len; at += sizeof(uintptr_t)) {
+      uintptr_t self = query.start + at - CHUNK_FD;
+      if (word_at(copy, at) != self || word_at(copy, at + sizeof(uintptr_t)) != self) continue;
+      for (int bin = 1; bin < NBINS; bin++) {
+        size_t back = OFF_BINS + (size_t)(bin - 1) * 2 * sizeof(uintptr_t);
+        if (back > at) break;
+        size_t start = at - back;
+        if (start + ARENA_SIZE <= query.len) votes[start / sizeof(uintptr_t)]++;
+      }
+    }
+    unsigned best = 0;
+    for (size_t i = 0; i < positions; i++) {
+      if (votes[i] > best) {
+        best = votes[i];
+        found = query.start + i * sizeof(uintptr_t);
+      }
+    }
+    unsigned char arena[ARENA_SIZE];
+    if (best < MIN_EMPTY_BINS || read_arena(found, arena) != 0) found = 0;
+  }
+  munmap(copy, copy_len);
+  return found;
+}
+
+int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks) {
+  memset(out, 0, sizeof *out);
+  /* Found once: main_arena does not move. Not found is looked for again on the next call. */
+  static uintptr_t main_arena = 0;
+  uintptr_t cached = __atomic_load_n(&main_arena, __ATOMIC_ACQUIRE);
+  if (cached == 0) {
+    if (dlsym(RTLD_DEFAULT, "malloc_trim") == NULL) return ASP_CENSUS_NOT_GLIBC;
+    int version = glibc_version();
+    if (!CENSUS_LAYOUT_KNOWN || version < 232 || version > 241) return ASP_CENSUS_UNSUPPORTED;
+    uintptr_t found = find_main_arena();
+    if (found == 0) {
+      /* Could our own reads be refused? Tell that apart from a layout we failed to recognise. */
+      uintptr_t probe;
+      return safe_read(&probe, (uintptr_t)&main_arena, sizeof probe) == 0 ? ASP_CENSUS_NOT_FOUND : ASP_CENSUS_READ_REFUSED;
+    }
+    __atomic_store_n(&main_arena, found, __ATOMIC_RELEASE);
+    cached = found;
+  }
+  return asp_glibc_census_walk(cached, out, max_chunks);
+}

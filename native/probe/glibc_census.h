@@ -1,0 +1,46 @@
+/* A census of glibc malloc's free lists taken without its locks: what mallinfo2 would count, read
+   through fault-safe system calls while the process runs on. It exists to answer, before calling
+   mallinfo2, "how long would mallinfo2 hold an arena's lock?" (it walks every free chunk, ~150 ns
+   each: references/limits.md §1). See glibc_census.c for how the arenas are found and why a
+   racing process can make the counts inexact but never makes the census crash or block. */
+#ifndef ALLOCSCOPE_PROBE_GLIBC_CENSUS_H_
+#define ALLOCSCOPE_PROBE_GLIBC_CENSUS_H_
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Named after the mallinfo2 fields they mirror (glibc malloc.c int_mallinfo). */
+typedef struct {
+  size_t arenas;       /* arenas walked: main_arena and every arena on its `next` ring */
+  size_t arena;        /* Σ system_mem: mallinfo2.arena */
+  size_t ordblks;      /* chunks in the bins, plus each arena's top: mallinfo2.ordblks */
+  size_t smblks;       /* chunks in the fastbins: mallinfo2.smblks */
+  size_t fordblks;     /* bytes of all of the above: mallinfo2.fordblks */
+  size_t fsmblks;      /* bytes in the fastbins: mallinfo2.fsmblks */
+  size_t keepcost;     /* main_arena's top chunk: mallinfo2.keepcost */
+  int complete;        /* 1: every list was walked to its end; 0: stopped at max_chunks, or a list
+                          changed or vanished under the walk (the counts are then a lower bound) */
+} asp_glibc_census;
+
+enum {
+  ASP_CENSUS_OK = 0,
+  ASP_CENSUS_NOT_GLIBC = -1,      /* no glibc malloc_trim in this process */
+  ASP_CENSUS_UNSUPPORTED = -2,    /* a glibc whose malloc_state layout this file does not know */
+  ASP_CENSUS_NOT_FOUND = -3,      /* no main_arena recognised in glibc's data segment */
+  ASP_CENSUS_READ_REFUSED = -4    /* process_vm_readv refused on our own pid (seccomp) */
+};
+
+/* Walks at most max_chunks free chunks. Never takes a malloc lock, never calls malloc. */
+int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks);
+
+/* The same walk over an arena ring starting at `arena` (an address in this process), for the
+   fuzz target, which builds fake arenas: any address is safe to pass. */
+int asp_glibc_census_walk(unsigned long arena, asp_glibc_census *out, size_t max_chunks);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
