@@ -148,10 +148,9 @@ export class SnapshotGovernor {
   async take(now: number = performance.now()): Promise<GovernedSample> {
     const capNs = this.budget.maxSampleMs * 1e6;
     const dueAt = this.nextAllocatorAt - TIMER_SLACK_MS;
-    const glibc = this.allocatorName === 'glibc' && this.censusRefused === null;
     if (this.overCap) {
       if (now < dueAt) return this.cheap(`allocator read last cost ${msText(this.lastAllocatorNs)} ms, over the ${this.budget.maxSampleMs} ms cap: cheap tier (RSS + V8) until the next probe in ${((dueAt - now) / 1000).toFixed(0)} s`);
-      return glibc ? this.probeGlibc(now, capNs) : this.probe(now, capNs);
+      return this.offThread(now, capNs);
     }
     if (now < dueAt) {
       // Within budget per sample, but too soon for the duty cycle: the caller asked faster than
@@ -163,9 +162,8 @@ export class SnapshotGovernor {
     // cost cannot predict the next; the census counts them first, without the lock. On the
     // worker, the JS thread waits only if it needs an arena while the walk holds that arena's lock.
     // Other allocators' reads are bounded (jemalloc: an epoch per arena): on the JS thread, unless near the cap.
-    if (glibc) return this.probeGlibc(now, capNs);
     if (this.allocatorName === 'glibc' || (this.lastAllocatorNs !== null && this.lastAllocatorNs > capNs / 2)) {
-      return this.probe(now, capNs);
+      return this.offThread(now, capNs);
     }
     const taken = snapshot({ detail: this.detail });
     this.record(taken.cost.ns, now, capNs);
@@ -185,8 +183,7 @@ export class SnapshotGovernor {
       this.spentNs += taken.ns;
       if (taken.status !== 0) {
         this.censusRefused = censusRefusal(taken);
-        const blind = await this.probe(now, capNs);
-        return { ...blind, note: `${blind.note}; no census of glibc's free lists (${this.censusRefused}): this read was not predicted` };
+        return this.unpredictedGlibc(now, capNs);
       }
       raw = taken;
       if (taken.complete || listedChunks(taken) > limit) break;
@@ -209,6 +206,18 @@ export class SnapshotGovernor {
     // The walk's slope, from a read big enough for the walk to dominate its fixed costs.
     if (chunks >= CALIBRATION_MIN_CHUNKS && sample.readNs !== null) this.glibcNsPerChunk = sample.readNs / chunks;
     return { ...sample, note: `${sample.note}; ${chunks} free chunks counted first without the lock (${msText(census.ns)} ms)`, census: decision };
+  }
+
+  /** A read on a worker thread; under glibc, after a census when one can be taken. */
+  private offThread(now: number, capNs: number): Promise<GovernedSample> {
+    if (this.allocatorName !== 'glibc') return this.probe(now, capNs);
+    return this.censusRefused === null ? this.probeGlibc(now, capNs) : this.unpredictedGlibc(now, capNs);
+  }
+
+  /** glibc without a census (refused here): the read on a worker, as before the census existed. */
+  private async unpredictedGlibc(now: number, capNs: number): Promise<GovernedSample> {
+    const blind = await this.probe(now, capNs);
+    return { ...blind, note: `${blind.note}; no census of glibc's free lists (${this.censusRefused}): this read was not predicted` };
   }
 
   private async probe(now: number, capNs: number): Promise<GovernedSample> {

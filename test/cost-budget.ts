@@ -3,6 +3,7 @@ import { DEFAULT_COST_BUDGET, type GovernedSample, resolveBudget, SnapshotGovern
 import { childOnce, runScenario, scenarioName, skipUnlessInstalled } from './helpers/child';
 import { heapFixture } from './helpers/heap-fixture';
 import { snapshot, snapshotAsync } from '../lib/targets/self';
+import { native, type NativeBinding } from '../lib/binding';
 
 type Seen = Pick<GovernedSample, 'tier' | 'offThread' | 'note' | 'predictedNs' | 'readNs' | 'census'> & { level: string; allocated: number | null; levelNote: string | null };
 
@@ -133,6 +134,27 @@ if (scenarioName() !== undefined) {
     t.ok((r.recovered.allocated ?? 0) > 0);
     t.equal(r.next.tier, 'allocator', "then reads return at the duty cycle's pace");
     t.equal(r.tooSoon.tier, 'cheap');
+  });
+
+  t.test('glibc where the census is refused (seccomp): reads as before, unpredicted, and each sample says so', async (t) => {
+    const binding = native() as { -readonly [K in keyof NativeBinding]: NativeBinding[K] };
+    const saved = { ...binding };
+    t.teardown(() => Object.assign(binding, saved));
+    let censuses = 0;
+    binding.glibcCensusAsync = async () => {
+      censuses++;
+      return { status: -4, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, complete: false, ns: 2_000 };
+    };
+    const governor = new SnapshotGovernor(resolveBudget({ maxSampleMs: 20 }));
+    const first = await governor.take(0);
+    t.equal(first.tier, 'allocator', 'the read happens');
+    t.equal(first.offThread, true, 'on a worker, as every glibc read');
+    t.equal(first.census, null);
+    t.match(first.note, /no census of glibc's free lists \(process_vm_readv on this process was refused/);
+    const second = await governor.take(governor.minIntervalMs() + 2);
+    t.equal(second.tier, 'allocator');
+    t.match(second.note, /no census of glibc's free lists/, 'every read says it was not predicted');
+    t.equal(censuses, 1, 'a refused census is not asked again');
   });
 
   t.test('glibc with 100,000 free chunks under a 40 ms cap: the walk fits, mallinfo2 runs and calibrates', async (t) => {
