@@ -66,6 +66,7 @@
           "sources": [
             "native/probe/allocator_detect.c",
             "native/probe/glibc_probe.c",
+            "native/probe/glibc_census.c",
             "native/probe/jemalloc_probe.c",
             "native/probe/tcmalloc_probe.c",
             "native/probe/mimalloc_probe.c",
@@ -122,6 +123,11 @@
           "target_name": "heap_workload",
           "type": "executable",
           "sources": ["test/fixtures/heap_workload.c"]
+        },
+        {
+          "target_name": "single_host",
+          "type": "executable",
+          "sources": ["test/fixtures/single_host.c"]
         }
       ]
     }]

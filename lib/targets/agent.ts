@@ -133,7 +133,7 @@ export function agentRequest(pid: number, request: Record<string, unknown>, opti
       }
       if (response.ok !== true) {
         const error = (response.error ?? {}) as { code?: string; message?: string };
-        const known: AllocscopeErrorCode[] = ['EACCES', 'EPROTO', 'ENOALLOCATOR', 'EAGENT', 'EINVAL'];
+        const known: AllocscopeErrorCode[] = ['EACCES', 'EPROTO', 'ENOALLOCATOR', 'EAGENT', 'EINVAL', 'EUNSUPPORTED'];
         const code = known.includes(error.code as AllocscopeErrorCode) ? (error.code as AllocscopeErrorCode) : 'EAGENT';
         return fail(code, `the agent of pid ${pid} refused: ${error.message ?? 'no reason given'}.`);
       }

@@ -16,9 +16,11 @@
  *   or a symlink, is refused), with mode 0600, and every peer's uid is checked (SO_PEERCRED: the
  *   same uid or root);
  * - after fork the child serves its own pid on its own socket, never the parent's;
- * - it is never unloaded (-z nodelete), so no dlclose can pull code from under its thread.
+ * - it is never unloaded (-z nodelete), so no dlclose can pull code from under its thread;
+ * - a single-threaded glibc host stays on glibc's single-thread fast paths (see keep_single_threaded).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,6 +36,7 @@
 #include <unistd.h>
 
 #include "../probe/allocator_detect.h"
+#include "../probe/glibc_census.h"
 #include "../probe/glibc_probe.h"
 #include "../probe/jemalloc_probe.h"
 #include "../probe/mimalloc_probe.h"
@@ -56,6 +59,12 @@
 
 static int listen_fd = -1;
 static pid_t served_pid = 0;
+/* glibc's __libc_single_threaded while the agent keeps the host single-threaded; else NULL. */
+static char *kept_single_threaded = NULL;
+/* Set once start_agent has decided whether to keep the host single-threaded: until then the
+   agent's thread serves nothing (a request answered with mallinfo2's locks just before the host
+   went back to its lock-free paths would race it). */
+static int decided = 0;
 static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 /* ---- the socket ---- */
@@ -107,6 +116,51 @@ static int open_socket(void) {
   }
   served_pid = pid;
   return fd;
+}
+
+/* ---- keeping a single-threaded host single-threaded ----
+
+   Starting the agent's thread makes glibc leave its single-thread fast paths for good: malloc and
+   free take the arena lock (atomics) once __libc_single_threaded is false, +4.19% instructions and
+   +4.8% CPU per malloc/free in a malloc-bound single-threaded host (scripts/bench/RESULTS.md,
+   agent section). glibc 2.36's malloc decides by that variable alone (SINGLE_THREAD_P; callgrind:
+   resetting it alone restores the count). So, when the host was single-threaded when the agent
+   started, the agent sets it back to true after creating its thread, and its thread then keeps
+   off everything that variable lets the host run unlocked: it never calls malloc or free (not even
+   indirectly: the answers that would are refused), never calls mallinfo2, malloc_info or
+   malloc_trim (they take the arena locks the host no longer takes), and uses no stdio stream. It
+   reads glibc's figures through the lock-free census instead (glibc_census.h), which writes
+   nothing and reads through process_vm_readv. When the host starts a thread of its own, glibc
+   sets the variable false again, for good, and the agent's requests take the locked paths. */
+
+static int host_single_threaded(void) {
+  return kept_single_threaded != NULL && __atomic_load_n(kept_single_threaded, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* True when the census reads exactly what mallinfo2 reads, now, on this (the only) thread:
+   nothing can change the heap between the two calls, so any difference is a census that does not
+   understand this glibc. */
+static int census_agrees_with_mallinfo2(void) {
+  asp_mallinfo2 locked, lock_free;
+  int complete = 0;
+  if (asp_glibc_mallinfo2(&locked) != 0) return 0;
+  if (asp_glibc_lock_free_mallinfo2(&lock_free, 1000000, &complete) != 0 || !complete) return 0;
+  return locked.arena == lock_free.arena && locked.ordblks == lock_free.ordblks && locked.smblks == lock_free.smblks &&
+         locked.hblks == lock_free.hblks && locked.hblkhd == lock_free.hblkhd && locked.fsmblks == lock_free.fsmblks &&
+         locked.uordblks == lock_free.uordblks && locked.fordblks == lock_free.fordblks && locked.keepcost == lock_free.keepcost;
+}
+
+/* Called on the host's only thread, before the agent's thread exists: &__libc_single_threaded
+   when the agent may keep the host single-threaded, else NULL. */
+static char *single_threaded_flag_to_keep(void) {
+  const char *setting = getenv("ALLOCSCOPE_AGENT_SINGLE_THREADED");
+  if (setting != NULL && setting[0] == '0') return NULL;
+  char *flag = (char *)dlsym(RTLD_DEFAULT, "__libc_single_threaded");
+  if (flag == NULL || *flag == 0) return NULL;
+  asp_allocator allocator;
+  asp_detect_allocator(&allocator);
+  if (allocator.kind != ASP_ALLOCATOR_GLIBC) return NULL;
+  return census_agrees_with_mallinfo2() ? flag : NULL;
 }
 
 /* ---- sending ---- */
@@ -215,7 +269,9 @@ static int answer_info(int fd, const asp_allocator *a) {
 static int answer_snapshot(int fd, const asp_allocator *a, int with_status) {
   double slots[ASP_SAMPLE_SLOT_COUNT];
   double time = wall_ms();
-  asp_sample(a->kind, ASP_SAMPLE_WITH_ALLOCATOR | (with_status ? ASP_SAMPLE_WITH_STATUS : 0), slots);
+  int flags = ASP_SAMPLE_WITH_ALLOCATOR | (with_status ? ASP_SAMPLE_WITH_STATUS : 0);
+  if (host_single_threaded()) flags |= ASP_SAMPLE_GLIBC_LOCK_FREE;
+  asp_sample(a->kind, flags, slots);
   asw_writer w;
   asw_init(&w, response, sizeof(response));
   write_head(&w, "snapshot");
@@ -240,7 +296,14 @@ static double rss_bytes(void) {
   return asp_read_statm(&statm) == 0 ? (double)statm.resident_pages * (double)asp_page_size() : -1;
 }
 
+static const char single_threaded_refusal[] =
+    "this host is single-threaded and the agent keeps glibc's single-thread fast paths for it (no "
+    "arena locks): a malloc_trim or malloc_info from the agent's thread would race the host's "
+    "malloc. Start the host with ALLOCSCOPE_AGENT_SINGLE_THREADED=0 to allow them (about 4-5% more CPU "
+    "per malloc/free in a malloc-bound host), or call them from the host itself";
+
 static int answer_trim(int fd, const asp_allocator *a, long long pad) {
+  if (host_single_threaded()) return send_error(fd, "EUNSUPPORTED", single_threaded_refusal);
   char action[64];
   double before = rss_bytes();
   int64_t start = asp_monotonic_ns();
@@ -308,6 +371,8 @@ static void append_text(void *opaque, const char *text) {
 }
 
 static int answer_stats_text(int fd, const asp_allocator *a) {
+  /* This answer mallocs its buffers: never while the host runs lock-free. */
+  if (host_single_threaded()) return send_error(fd, "EUNSUPPORTED", single_threaded_refusal);
   growing_text g = {NULL, 0, 0};
   const char *format = "none";
   if (a->kind == ASP_ALLOCATOR_JEMALLOC) {
@@ -403,6 +468,10 @@ static void serve_connection(int fd) {
 
 static void *serve(void *unused) {
   (void)unused;
+  while (!__atomic_load_n(&decided, __ATOMIC_ACQUIRE)) {
+    struct timespec pause = {0, 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
   for (;;) {
     int client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (client < 0) {
@@ -425,6 +494,7 @@ static void start_agent(void) {
   if (disabled != NULL && disabled[0] == '1') return;
   listen_fd = open_socket();
   if (listen_fd < 0) return;
+  char *keep = single_threaded_flag_to_keep();
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous); /* the new thread inherits this mask */
@@ -435,6 +505,13 @@ static void start_agent(void) {
   pthread_t thread;
   if (pthread_create(&thread, &attr, serve, NULL) == 0) {
     pthread_setname_np(thread, "allocscope");
+    if (keep != NULL) {
+      /* Still the only thread of the host's: nothing of the host's runs between pthread_create
+         clearing the variable and this line setting it back. */
+      kept_single_threaded = keep;
+      __atomic_store_n(keep, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&decided, 1, __ATOMIC_RELEASE);
   } else {
     close(listen_fd);
     unlink(socket_path);
@@ -451,6 +528,8 @@ static void after_fork_in_child(void) {
   if (listen_fd >= 0) close(listen_fd);
   listen_fd = -1;
   served_pid = 0;
+  kept_single_threaded = NULL;
+  decided = 0;
   start_agent();
 }
 

@@ -311,44 +311,144 @@ static int glibc_version(void) {
   return major * 100 + minor;
 }
 
+/* A copy of libc's writable data segment (where main_arena and mp_ live), or NULL. The caller
+   munmaps copy_len bytes; the copy is followed by `extra` zeroed bytes for the caller's use. */
+typedef struct {
+  unsigned char *copy;
+  size_t copy_len;
+  uintptr_t start;
+  size_t len;
+} libc_data;
+
+static int read_libc_data(libc_data *data, size_t extra) {
+  void *trim = dlsym(RTLD_DEFAULT, "malloc_trim");
+  if (trim == NULL) return -1;
+  segment_query query = {(uintptr_t)trim, 0, 0};
+  if (dl_iterate_phdr(find_writable_segment, &query) == 0 || query.len < ARENA_SIZE) return -1;
+  data->copy_len = query.len + extra;
+  data->copy = map_buffer(data->copy_len);
+  if (data->copy == NULL) return -1;
+  data->start = query.start;
+  data->len = query.len;
+  if (safe_read(data->copy, query.start, query.len) != 0) {
+    munmap(data->copy, data->copy_len);
+    return -1;
+  }
+  return 0;
+}
+
 /* Scans libc's data segment for main_arena (see the top of this file). 0 if not found. */
 static uintptr_t find_main_arena(void) {
+  /* One vote counter per 8-byte position after the copy: each self-referencing pair at p votes
+     for every arena start it could be bin k of (p - OFF_BINS - 16 (k - 1)); a few hundred pairs
+     cost ~40,000 steps, where scoring every position would cost ~0.5 M. */
   void *trim = dlsym(RTLD_DEFAULT, "malloc_trim");
   if (trim == NULL) return 0;
   segment_query query = {(uintptr_t)trim, 0, 0};
-  if (dl_iterate_phdr(find_writable_segment, &query) == 0 || query.len < ARENA_SIZE) return 0;
-  /* The segment, then one vote counter per 8-byte position: each self-referencing pair at p votes
-     for every arena start it could be bin k of (p - OFF_BINS - 16 (k - 1)); a few hundred pairs
-     cost ~40,000 steps, where scoring every position would cost ~0.5 M. */
-  size_t positions = query.len / sizeof(uintptr_t);
-  size_t copy_len = query.len + positions * sizeof(uint16_t);
-  unsigned char *copy = map_buffer(copy_len);
-  if (copy == NULL) return 0;
-  uint16_t *votes = (uint16_t *)(copy + query.len);
+  if (dl_iterate_phdr(find_writable_segment, &query) == 0) return 0;
+  libc_data data;
+  if (read_libc_data(&data, (query.len / sizeof(uintptr_t)) * sizeof(uint16_t)) != 0) return 0;
+  size_t positions = data.len / sizeof(uintptr_t);
+  uint16_t *votes = (uint16_t *)(data.copy + data.len);
   uintptr_t found = 0;
-  if (safe_read(copy, query.start, query.len) == 0) {
-    for (size_t at = 0; at + 2 * sizeof(uintptr_t) <= query.len; at += sizeof(uintptr_t)) {
-      uintptr_t self = query.start + at - CHUNK_FD;
-      if (word_at(copy, at) != self || word_at(copy, at + sizeof(uintptr_t)) != self) continue;
-      for (int bin = 1; bin < NBINS; bin++) {
-        size_t back = OFF_BINS + (size_t)(bin - 1) * 2 * sizeof(uintptr_t);
-        if (back > at) break;
-        size_t start = at - back;
-        if (start + ARENA_SIZE <= query.len) votes[start / sizeof(uintptr_t)]++;
-      }
+  for (size_t at = 0; at + 2 * sizeof(uintptr_t) <= data.len; at += sizeof(uintptr_t)) {
+    uintptr_t self = data.start + at - CHUNK_FD;
+    if (word_at(data.copy, at) != self || word_at(data.copy, at + sizeof(uintptr_t)) != self) continue;
+    for (int bin = 1; bin < NBINS; bin++) {
+      size_t back = OFF_BINS + (size_t)(bin - 1) * 2 * sizeof(uintptr_t);
+      if (back > at) break;
+      size_t start = at - back;
+      if (start + ARENA_SIZE <= data.len) votes[start / sizeof(uintptr_t)]++;
     }
-    unsigned best = 0;
-    for (size_t i = 0; i < positions; i++) {
-      if (votes[i] > best) {
-        best = votes[i];
-        found = query.start + i * sizeof(uintptr_t);
-      }
-    }
-    unsigned char arena[ARENA_SIZE];
-    if (best < MIN_EMPTY_BINS || read_arena(found, arena) != 0) found = 0;
   }
-  munmap(copy, copy_len);
+  unsigned best = 0;
+  for (size_t i = 0; i < positions; i++) {
+    if (votes[i] > best) {
+      best = votes[i];
+      found = data.start + i * sizeof(uintptr_t);
+    }
+  }
+  unsigned char arena[ARENA_SIZE];
+  if (best < MIN_EMPTY_BINS || read_arena(found, arena) != 0) found = 0;
+  munmap(data.copy, data.copy_len);
   return found;
+}
+
+/*
+ * mmapped chunks are on no arena's list: mallinfo2 takes hblks and hblkhd from glibc's static
+ * `struct malloc_par mp_` (n_mmaps, mmapped_mem). Its tail has not changed since 2.26: ints
+ * n_mmaps, n_mmaps_max, max_n_mmaps, no_dyn_threshold; size_t mmapped_mem, max_mmapped_mem; char
+ * *sbrk_base; then the tcache parameters tcache_bins (64), tcache_max_bytes (1032), tcache_count
+ * (7). 2.35 put an int hp_flags just before n_mmaps, which moves the four ints 4 bytes down (the
+ * padding moves behind them). Found by that default triple followed back, with n_mmaps_max at its
+ * default 65536 (DEFAULT_MMAP_MAX) telling which of the two layouts it is. A process that changed
+ * any of these by tunable or mallopt has no mp_ found: the census then has no hblks.
+ */
+enum {
+  MP_TCACHE_BINS = 64,
+  MP_TCACHE_MAX_BYTES = 1032,
+  MP_TCACHE_COUNT = 7,
+  MP_MMAP_MAX = 65536,
+  /* Offsets back from tcache_bins. */
+  MP_MMAPPED_MEM_BACK = 24,
+  MP_N_MMAPS_BACK_OLD = 40, /* < 2.35: n_mmaps right after arena_max */
+  MP_N_MMAPS_BACK_HP = 44   /* >= 2.35: after hp_flags */
+};
+
+static int int_at(const unsigned char *buf, size_t offset) {
+  int value;
+  memcpy(&value, buf + offset, sizeof value);
+  return value;
+}
+
+/* The address of mp_.n_mmaps, and how far mmapped_mem lies after it; 0 if not found. */
+static uintptr_t find_mp_n_mmaps(size_t *to_mmapped_mem) {
+  libc_data data;
+  if (read_libc_data(&data, 0) != 0) return 0;
+  uintptr_t found = 0;
+  int matches = 0;
+  /* Word-aligned positions from the first one with room for the fields behind it. */
+  for (size_t at = 6 * sizeof(uintptr_t); at + 3 * sizeof(uintptr_t) <= data.len; at += sizeof(uintptr_t)) {
+    if (word_at(data.copy, at) != MP_TCACHE_BINS || word_at(data.copy, at + 8) != MP_TCACHE_MAX_BYTES ||
+        word_at(data.copy, at + 16) != MP_TCACHE_COUNT)
+      continue;
+    size_t back = int_at(data.copy, at - MP_N_MMAPS_BACK_HP + 4) == MP_MMAP_MAX    ? MP_N_MMAPS_BACK_HP
+                  : int_at(data.copy, at - MP_N_MMAPS_BACK_OLD + 4) == MP_MMAP_MAX ? MP_N_MMAPS_BACK_OLD
+                                                                                   : 0;
+    if (back == 0) continue;
+    int n_mmaps = int_at(data.copy, at - back), max_n_mmaps = int_at(data.copy, at - back + 8);
+    uintptr_t mmapped = word_at(data.copy, at - MP_MMAPPED_MEM_BACK), max_mmapped = word_at(data.copy, at - MP_MMAPPED_MEM_BACK + 8);
+    if (n_mmaps < 0 || n_mmaps > max_n_mmaps || mmapped > max_mmapped) continue;
+    found = data.start + at - back;
+    *to_mmapped_mem = back - MP_MMAPPED_MEM_BACK;
+    matches++;
+  }
+  munmap(data.copy, data.copy_len);
+  return matches == 1 ? found : 0;
+}
+
+static uintptr_t mp_n_mmaps_at = 0;
+static size_t mp_to_mmapped_mem = 0;
+
+int asp_glibc_mmapped(size_t *count, size_t *bytes) {
+  uintptr_t at = __atomic_load_n(&mp_n_mmaps_at, __ATOMIC_ACQUIRE);
+  if (at == 0) {
+    if (dlsym(RTLD_DEFAULT, "malloc_trim") == NULL) return ASP_CENSUS_NOT_GLIBC;
+    int version = glibc_version();
+    if (!CENSUS_LAYOUT_KNOWN || version < 232 || version > 241) return ASP_CENSUS_UNSUPPORTED;
+    size_t to_mmapped_mem = 0;
+    at = find_mp_n_mmaps(&to_mmapped_mem);
+    if (at == 0) return ASP_CENSUS_NOT_FOUND;
+    mp_to_mmapped_mem = to_mmapped_mem;
+    __atomic_store_n(&mp_n_mmaps_at, at, __ATOMIC_RELEASE);
+  }
+  int n_mmaps;
+  uintptr_t mmapped_mem;
+  if (safe_read(&n_mmaps, at, sizeof n_mmaps) != 0 || safe_read(&mmapped_mem, at + mp_to_mmapped_mem, sizeof mmapped_mem) != 0)
+    return ASP_CENSUS_READ_REFUSED;
+  *count = n_mmaps < 0 ? 0 : (size_t)n_mmaps;
+  *bytes = mmapped_mem;
+  return ASP_CENSUS_OK;
 }
 
 int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks) {
@@ -370,4 +470,25 @@ int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks) {
     cached = found;
   }
   return asp_glibc_census_walk(cached, out, max_chunks);
+}
+
+int asp_glibc_lock_free_mallinfo2(asp_mallinfo2 *out, size_t max_chunks, int *complete) {
+  asp_glibc_census census;
+  size_t hblks = 0, hblkhd = 0;
+  int rc = asp_glibc_census_take(&census, max_chunks);
+  if (rc == ASP_CENSUS_OK) rc = asp_glibc_mmapped(&hblks, &hblkhd);
+  if (rc != ASP_CENSUS_OK) return rc;
+  memset(out, 0, sizeof *out);
+  out->arena = census.arena;
+  out->ordblks = census.ordblks;
+  out->smblks = census.smblks;
+  out->hblks = hblks;
+  out->hblkhd = hblkhd;
+  out->fsmblks = census.fsmblks;
+  out->fordblks = census.fordblks;
+  /* int_mallinfo: uordblks = system_mem - avail, summed over the arenas. */
+  out->uordblks = census.arena >= census.fordblks ? census.arena - census.fordblks : 0;
+  out->keepcost = census.keepcost;
+  *complete = census.complete;
+  return ASP_CENSUS_OK;
 }

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "glibc_probe.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -35,6 +37,14 @@ enum {
 
 /* Walks at most max_chunks free chunks. Never takes a malloc lock, never calls malloc. */
 int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks);
+
+/* mallinfo2's hblks and hblkhd (mmapped chunks, on no arena's list) read from glibc's mp_ without
+   a lock. 0 on success, else an ASP_CENSUS_* refusal. */
+int asp_glibc_mmapped(size_t *count, size_t *bytes);
+
+/* A whole mallinfo2 taken without locks: the census plus mp_'s mmapped figures (usmblks 0, as in
+   glibc). *complete as in the census. 0 on success, else an ASP_CENSUS_* refusal. */
+int asp_glibc_lock_free_mallinfo2(asp_mallinfo2 *out, size_t max_chunks, int *complete);
 
 /* The same walk over an arena ring starting at `arena` (an address in this process), for the
    fuzz target, which builds fake arenas: any address is safe to pass. */

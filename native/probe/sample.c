@@ -3,6 +3,7 @@
 #include <math.h>
 #include <sys/resource.h>
 
+#include "glibc_census.h"
 #include "glibc_probe.h"
 #include "jemalloc_probe.h"
 #include "mimalloc_probe.h"
@@ -17,7 +18,15 @@ static int read_allocator(asp_allocator_kind kind, int flags, double *s) {
   switch (kind) {
     case ASP_ALLOCATOR_GLIBC: {
       asp_mallinfo2 m;
-      int rc = asp_glibc_mallinfo2(&m);
+      int rc;
+      if (flags & ASP_SAMPLE_GLIBC_LOCK_FREE) {
+        /* At most a million chunks (~1-2 s): past that the free figures are a lower bound. */
+        int complete = 0;
+        if (asp_glibc_lock_free_mallinfo2(&m, 1000000, &complete) != 0) return -1;
+        rc = 0;
+      } else {
+        rc = asp_glibc_mallinfo2(&m);
+      }
       if (rc < 0) return -1;
       s[ASP_SLOT_MI2_LEGACY] = rc;
       s[ASP_SLOT_MI2_ARENA] = (double)m.arena;

@@ -77,6 +77,7 @@ extern const char *const asp_sample_slot_names[ASP_SAMPLE_SLOT_COUNT];
 #define ASP_SAMPLE_WITH_STATUS 1
 #define ASP_SAMPLE_WITH_ALLOCATOR 2 /* read the live allocator's totals */
 #define ASP_SAMPLE_KEEP_EPOCH 4     /* jemalloc: do not advance the epoch (read the last one's figures) */
+#define ASP_SAMPLE_GLIBC_LOCK_FREE 8 /* glibc: mallinfo2's figures from the lock-free census (glibc_census.h), no lock taken */
 
 /* Fills every slot; slots a source did not provide are NaN. allocatorStatus is 0 when the
    allocator read succeeded, an errno from mallctl, or -1 when the allocator has no totals. */

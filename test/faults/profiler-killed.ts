@@ -55,7 +55,9 @@ function cpuTicks(pid: number): number {
 for (let i = 0; i < 3; i++) {
   const afterMs = Math.round(100 + random() * 900);
   t.test(`profile-pid killed ${afterMs} ms into sampling an agent every 10 ms: the agent serves the next client`, async (t) => {
-    const w = await startWorkload(['leak', '4096', '5', '0']);
+    // A single-threaded glibc host's agent refuses stats-text (it would malloc while the host
+    // runs lock-free); this one lets it, so the killed client below waits on a large answer.
+    const w = await startWorkload(['leak', '4096', '5', '0'], { env: { ALLOCSCOPE_AGENT_SINGLE_THREADED: '0' } });
     running.push(w);
     t.ok(await waitFor(() => agentSocketExists(w.pid), 2000), 'the agent is up');
     const cli = startCli([PROFILE_PID, String(w.pid), '--interval', '10ms', '--duration', '60s', '--quiet'], 45_000);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,47 @@ async function start(args: string[], options: Parameters<typeof startWorkload>[1
   const workload = await startWorkload(args, options);
   running.push(workload);
   return workload;
+}
+
+interface SingleHost {
+  pid: number;
+  firstLine: string;
+  /** SIGUSR1: the host stops churning and reports its own mallinfo2, then waits. */
+  pauseAndReport(): Promise<Record<string, number>>;
+  /** SIGUSR2: the host churns 200 ms more and exits. */
+  finish(): Promise<{ code: number | null; lastLine: string }>;
+}
+
+/** test/fixtures/single_host.c under the agent (glibc), its stdout read line by line. */
+async function startSingleHost(env: Record<string, string>): Promise<SingleHost> {
+  const binary = join(__dirname, '..', '..', 'build', 'Release', 'single_host');
+  const child = spawn(binary, ['30'], { env: { ...process.env, ...env, LD_PRELOAD: agentLibraryPath() }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const pid = child.pid as number;
+  t.teardown(() => child.kill('SIGKILL'));
+  const lines: string[] = [];
+  let buffered = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  if (!(await waitFor(() => lines.length > 0 && agentSocketExists(pid), 5000))) throw new Error('single_host did not start');
+  return {
+    pid,
+    firstLine: lines[0],
+    async pauseAndReport() {
+      child.kill('SIGUSR1');
+      if (!(await waitFor(() => lines.some((l) => l.startsWith('mallinfo2 ')), 5000))) throw new Error('no mallinfo2 report');
+      return JSON.parse((lines.find((l) => l.startsWith('mallinfo2 ')) as string).slice('mallinfo2 '.length)) as Record<string, number>;
+    },
+    async finish() {
+      child.kill('SIGUSR2');
+      const code = await exited;
+      return { code, lastLine: lines[lines.length - 1] ?? '' };
+    },
+  };
 }
 
 const alive = (pid: number) => {
@@ -74,17 +115,74 @@ for (const name of PRELOADABLE) {
       // 64 KiB every 10 ms for 400 ms: ~2.5 MiB; at least 1 MiB even on a slow machine.
       t.ok(grown > 1048576, `allocated grew ${grown} bytes`);
     }
+    const info = await agentRequest(w.pid, { op: 'info' });
+    t.equal((info.allocator as { name: string }).name, name);
+    if (name === 'glibc') {
+      // A single-threaded glibc host: the agent keeps it on glibc's lock-free paths, so it refuses
+      // what would take the arena locks or malloc from its own thread (tested further below).
+      await t.rejects(agentTrim(w.pid), { code: 'EUNSUPPORTED', message: /single-threaded.*ALLOCSCOPE_AGENT_SINGLE_THREADED=0/ });
+      await t.rejects(agentRequest(w.pid, { op: 'stats-text' }), { code: 'EUNSUPPORTED' });
+      return;
+    }
     const trim = await agentTrim(w.pid);
     t.equal(typeof trim.rssBeforeBytes, 'number');
     t.match(String(trim.action), /trim|purge|Release|collect/);
-    const info = await agentRequest(w.pid, { op: 'info' });
-    t.equal((info.allocator as { name: string }).name, name);
     const stats = await agentRequest(w.pid, { op: 'stats-text' });
     if (name === 'jemalloc') t.ok(JSON.parse(String(stats.text)).jemalloc, 'jemalloc stats JSON');
-    if (name === 'glibc') t.match(String(stats.text), /^<malloc version="1">/);
     if (name === 'tcmalloc') t.match(String(stats.text), /MALLOC:/);
   });
 }
+
+t.test('glibc, ALLOCSCOPE_AGENT_SINGLE_THREADED=0 or a host with threads: trim and malloc_info through the agent', async (t) => {
+  for (const [label, args, env] of [
+    ['single-threaded host, opted out', ['leak', '65536', '10', '0'], { ALLOCSCOPE_AGENT_SINGLE_THREADED: '0' }],
+    ['host with 2 threads of its own', ['fragment', '2', '10', '0'], {}],
+  ] as const) {
+    const w = await start([...args], { allocator: 'glibc', env });
+    t.ok(await waitFor(() => agentSocketExists(w.pid), 2000), `${label}: socket appears`);
+    await sleep(100); // the fragment workload starts its threads
+    const trim = await agentTrim(w.pid);
+    t.match(String(trim.action), /^malloc_trim\(0\)$/, `${label}: trim answered`);
+    const stats = await agentRequest(w.pid, { op: 'stats-text' });
+    t.match(String(stats.text), /^<malloc version="1">/, `${label}: malloc_info answered`);
+    const snapshot = await readAgentSnapshot(w.pid);
+    t.ok((snapshot.allocatorBytes.allocated ?? 0) > 0, `${label}: snapshots as always`);
+    w.stop();
+  }
+});
+
+t.test('glibc single-threaded host: the agent leaves it single-threaded, and reads exactly what mallinfo2 reads', async (t) => {
+  // single_host (test/fixtures/single_host.c) prints __libc_single_threaded as main() sees it,
+  // then churns malloc/free; on SIGUSR1 it stops churning, prints its own mallinfo2 and waits
+  // for SIGUSR2 to go on. Meanwhile the test reads snapshots through the agent as fast as it can.
+  const host = await startSingleHost({});
+  t.equal(host.firstLine, 'single 1', '__libc_single_threaded is still true in main(): glibc keeps its lock-free malloc');
+  let reads = 0;
+  const end = Date.now() + 2000;
+  while (Date.now() < end) {
+    const snapshot = await readAgentSnapshot(host.pid);
+    if ((snapshot.allocatorBytes.allocated ?? 0) > 0) reads++;
+  }
+  t.ok(reads > 50, `${reads} snapshots with allocator figures, read while the host churned`);
+  const own = await host.pauseAndReport();
+  const paused = await readAgentSnapshot(host.pid);
+  const raw = paused.raw.mallinfo2 as Record<string, number>;
+  for (const field of ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'fsmblks', 'uordblks', 'fordblks', 'keepcost']) {
+    t.equal(raw[field], own[field], `paused host: the agent's ${field} equals the host's own mallinfo2`);
+  }
+  t.ok(own.hblks >= 1, 'the host holds an mmapped block: hblks/hblkhd come from mp_');
+  const exit = await host.finish();
+  t.equal(exit.code, 0, 'the host ran to its end: glibc found its heap intact (it aborts on a corrupted one)');
+  t.match(exit.lastLine, /^done single 1 /, 'still single-threaded at the end');
+});
+
+t.test('glibc single-threaded host with ALLOCSCOPE_AGENT_SINGLE_THREADED=0: the agent thread is seen, as before', async (t) => {
+  const host = await startSingleHost({ ALLOCSCOPE_AGENT_SINGLE_THREADED: '0' });
+  t.equal(host.firstLine, 'single 0');
+  await host.pauseAndReport();
+  const exit = await host.finish();
+  t.equal(exit.code, 0);
+});
 
 t.test('hostile clients: dropped mid-response, 1000 malformed requests; the host lives on', async (t) => {
   const w = await start(['steady', '100', '5', '0'], { allocator: 'glibc' });

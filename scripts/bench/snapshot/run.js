@@ -46,7 +46,7 @@ const yes = (ok) => (ok ? 'met' : '**not met**');
 
 function buildFloor() {
   const probeDir = path.join(root, 'native', 'probe');
-  const probes = ['allocator_detect', 'glibc_probe', 'jemalloc_probe', 'tcmalloc_probe', 'mimalloc_probe', 'process_probe', 'sample']
+  const probes = ['allocator_detect', 'glibc_probe', 'glibc_census', 'jemalloc_probe', 'tcmalloc_probe', 'mimalloc_probe', 'process_probe', 'sample']
     .map((name) => path.join(probeDir, `${name}.c`));
   const outDir = path.join(root, 'build', 'bench');
   mkdirSync(outDir, { recursive: true });
