@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,9 +34,9 @@ interface SingleHost {
 }
 
 /** test/fixtures/single_host.c under the agent (glibc), its stdout read line by line. */
-async function startSingleHost(env: Record<string, string>): Promise<SingleHost> {
+async function startSingleHost(env: Record<string, string>, args: string[] = []): Promise<SingleHost> {
   const binary = join(__dirname, '..', '..', 'build', 'Release', 'single_host');
-  const child = spawn(binary, ['30'], { env: { ...process.env, ...env, LD_PRELOAD: agentLibraryPath() }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(binary, ['30', ...args], { env: { ...process.env, ...env, LD_PRELOAD: agentLibraryPath() }, stdio: ['ignore', 'pipe', 'inherit'] });
   const pid = child.pid as number;
   t.teardown(() => child.kill('SIGKILL'));
   const lines: string[] = [];
@@ -174,6 +174,32 @@ t.test('glibc single-threaded host: the agent leaves it single-threaded, and rea
   const exit = await host.finish();
   t.equal(exit.code, 0, 'the host ran to its end: glibc found its heap intact (it aborts on a corrupted one)');
   t.match(exit.lastLine, /^done single 1 /, 'still single-threaded at the end');
+});
+
+/** The Uid: and Gid: lines of every thread of `pid`. */
+function threadCredentials(pid: number): string[] {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.map((tid) => {
+    const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    return `${/^Uid:\s+(.*)$/m.exec(status)?.[1]} / ${/^Gid:\s+(.*)$/m.exec(status)?.[1]} / ${/^Groups:[ \t]*(.*)$/m.exec(status)?.[1]}`;
+  });
+}
+
+t.test('a kept single-threaded host that drops privileges: the agent thread follows before it serves', { skip: process.getuid?.() !== 0 && !process.env.CI ? 'needs root (setuid to nobody)' : false }, async (t) => {
+  const host = await startSingleHost({}, ['drop']);
+  t.equal(host.firstLine, 'single 1');
+  // glibc changed the main thread only (it believes it is the only one): the agent's thread is
+  // still root until its next connection.
+  const before = threadCredentials(host.pid);
+  t.equal(before.length, 2, 'main thread and the agent thread');
+  t.equal(new Set(before).size, 2, `before: the agent's thread still had root's (${before.join(' | ')})`);
+  const snapshot = await readAgentSnapshot(host.pid);
+  t.equal(snapshot.level, 'agent', 'root may still read it');
+  const after = threadCredentials(host.pid);
+  t.same(new Set(after).size, 1, `every thread now has the same credentials: ${after.join(' | ')}`);
+  t.match(after[0], /^65534\t65534\t65534\t65534 \/ 65534\t65534\t65534\t65534 \/ 65534 ?$/, 'nobody, nogroup, groups [nogroup]');
+  const exit = await host.finish();
+  t.equal(exit.code, 0);
 });
 
 t.test('glibc single-threaded host with ALLOCSCOPE_AGENT_SINGLE_THREADED=0: the agent thread is seen, as before', async (t) => {
