@@ -64,7 +64,8 @@ function answer(request: Record<string, unknown>): Record<string, unknown> {
   const head = { v: WIRE_VERSION, ok: true, op: request.op, pid: process.pid };
   switch (request.op) {
     case 'info':
-      return { ...head, agentVersion: 'node-serve', protocol: WIRE_VERSION, allocator };
+      // Node always runs threads of its own: glibc is never on its single-thread paths here.
+      return { ...head, agentVersion: 'node-serve', protocol: WIRE_VERSION, hostSingleThreaded: false, allocator };
     case 'snapshot': {
       const names = slotNames();
       const slots = new Float64Array(names.length);

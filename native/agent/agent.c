@@ -321,6 +321,9 @@ static int answer_info(int fd, const asp_allocator *a) {
   asw_string(&w, AGENT_VERSION);
   asw_key(&w, "protocol", 0);
   asw_number(&w, ASW_VERSION);
+  /* Whether the host runs on glibc's single-thread fast paths with the agent in it right now. */
+  asw_key(&w, "hostSingleThreaded", 0);
+  asw_raw(&w, host_single_threaded() ? "true" : "false");
   write_allocator(&w, a);
   return finish(fd, &w);
 }

@@ -67,6 +67,9 @@ enum {
   MAX_ARENAS = 1024,
   /* process_vm_readv takes at most IOV_MAX (1024) iovecs a side. */
   BATCH = 1024,
+  /* Bytes read per list per round (see the walk), and the page a read never crosses. */
+  WINDOW = 2048,
+  PAGE = 4096,
   /* A real main_arena has most of its 127 bins empty; a chance match in other data has few. */
   MIN_EMPTY_BINS = 16
 };
@@ -141,6 +144,39 @@ typedef struct {
   uintptr_t size, fd, bk;
 } chunk_header;
 
+/* Counts one chunk of `list` from its header. 1: the list goes on at *next; 0: it ended where it
+   should; -1: it broke (a header or pointer no free chunk of this arena has: the list changed
+   under the walk, so the census is no longer complete). */
+static int census_step(const walk_list *list, const chunk_header *header, asp_glibc_census *out, uintptr_t *next) {
+  uintptr_t size = header->size & ~(uintptr_t)SIZE_BITS;
+  if (size < MIN_CHUNK || size % CHUNK_ALIGN != 0 || size > list->system_mem) {
+    out->complete = 0;
+    return -1;
+  }
+  out->fordblks = add_sat(out->fordblks, size);
+  if (list->head == 0) {
+    out->smblks++;
+    out->fsmblks = add_sat(out->fsmblks, size);
+    /* REVEAL_PTR: fd is stored xor'ed with its own address >> 12 (glibc >= 2.32). */
+    *next = ((list->node + CHUNK_FD) >> 12) ^ header->fd;
+    if (*next == 0) return 0;
+  } else {
+    out->ordblks++;
+    *next = header->bk;
+    if (*next == list->head) return 0;
+    if (is_bin_head_of(list->arena, *next)) {
+      /* The chunk moved to another bin while we walked. */
+      out->complete = 0;
+      return -1;
+    }
+  }
+  if (*next % CHUNK_ALIGN != 0) {
+    out->complete = 0;
+    return -1;
+  }
+  return 1;
+}
+
 int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max_chunks) {
   memset(out, 0, sizeof *out);
   out->complete = 1;
@@ -151,14 +187,12 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
 #else
   unsigned char arena[ARENA_SIZE];
   size_t lists_cap = (size_t)MAX_ARENAS * LISTS_PER_ARENA;
-  size_t buffer_len = lists_cap * sizeof(walk_list) + BATCH * (sizeof(chunk_header) + 2 * sizeof(struct iovec) + sizeof(size_t));
+  size_t buffer_len = lists_cap * sizeof(walk_list) + BATCH * 2 * sizeof(struct iovec);
   unsigned char *buffer = map_buffer(buffer_len);
   if (buffer == NULL) return ASP_CENSUS_READ_REFUSED;
   walk_list *lists = (walk_list *)buffer;
-  chunk_header *headers = (chunk_header *)(buffer + lists_cap * sizeof(walk_list));
-  struct iovec *local = (struct iovec *)(headers + BATCH);
+  struct iovec *local = (struct iovec *)(buffer + lists_cap * sizeof(walk_list));
   struct iovec *remote = local + BATCH;
-  size_t *batch_index = (size_t *)(remote + BATCH);
   size_t lists_len = 0;
 
   /* The ring: main_arena, then each `next` until it comes back. */
@@ -197,8 +231,17 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
     if (addr == start) break;
   }
 
-  /* Every list advances one chunk per round, one process_vm_readv for up to BATCH lists: the
-     walk costs a system call per round, not per chunk, where the free chunks spread over bins. */
+  /* Every list advances one window per round, one process_vm_readv for up to BATCH lists: the
+     walk costs a system call per round, not per chunk, where the free chunks spread over bins.
+     Each read takes up to WINDOW bytes from the chunk on (never past its page, which may be the
+     last one mapped), and the walk goes on inside them while the next chunk lies there too: free
+     lists often run in address order (frees of neighbouring blocks), so one read covers several. */
+  size_t windows_len = (lists_len < BATCH ? lists_len : BATCH) * (size_t)WINDOW;
+  unsigned char *windows = windows_len > 0 ? map_buffer(windows_len) : NULL;
+  if (windows_len > 0 && windows == NULL) {
+    munmap(buffer, buffer_len);
+    return ASP_CENSUS_READ_REFUSED;
+  }
   size_t walked = 0;
   pid_t self = getpid();
   while (lists_len > 0) {
@@ -206,68 +249,63 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
       out->complete = 0;
       break;
     }
-    size_t room = max_chunks - walked;
     size_t count = lists_len < BATCH ? lists_len : BATCH;
-    if (count > room) count = room;
     for (size_t i = 0; i < count; i++) {
-      batch_index[i] = i;
-      local[i] = (struct iovec){&headers[i], sizeof(chunk_header)};
-      remote[i] = (struct iovec){(void *)(lists[i].node + CHUNK_SIZE_FIELD), sizeof(chunk_header)};
+      uintptr_t from = lists[i].node + CHUNK_SIZE_FIELD;
+      size_t page_left = PAGE - (size_t)(from % PAGE);
+      size_t len = page_left < sizeof(chunk_header) ? sizeof(chunk_header) : (page_left < WINDOW ? page_left : WINDOW);
+      local[i] = (struct iovec){windows + i * (size_t)WINDOW, len};
+      remote[i] = (struct iovec){(void *)from, len};
     }
     ssize_t got = process_vm_readv(self, local, count, remote, count, 0);
-    size_t read_whole = got < 0 ? 0 : (size_t)got / sizeof(chunk_header);
     if (got < 0 && errno != EFAULT) {
       /* Refused outright (seccomp, EPERM): nothing more can be read. */
       out->complete = 0;
       if (walked == 0 && rc == ASP_CENSUS_OK) rc = ASP_CENSUS_READ_REFUSED;
       break;
     }
+    /* Partial reads stop at a whole iovec: the first read_whole windows arrived. */
+    size_t read_whole = 0;
+    for (size_t left = got < 0 ? 0 : (size_t)got; read_whole < count && left >= local[read_whole].iov_len; read_whole++) {
+      left -= local[read_whole].iov_len;
+    }
     /* Lists 0..read_whole-1 advance; list read_whole (if any) faulted and ends; the rest wait
        for the next round. Kept lists are compacted in place. */
     size_t kept = 0;
     for (size_t i = 0; i < lists_len; i++) {
       walk_list list = lists[i];
-      if (i < read_whole) {
-        const chunk_header *header = &headers[i];
-        uintptr_t size = header->size & ~(uintptr_t)SIZE_BITS;
-        walked++;
-        if (size < MIN_CHUNK || size % CHUNK_ALIGN != 0 || size > list.system_mem) {
-          /* Not a free chunk of this arena: the list changed under the walk. */
-          out->complete = 0;
-          continue;
-        }
-        out->fordblks = add_sat(out->fordblks, size);
-        uintptr_t next;
-        if (list.head == 0) {
-          out->smblks++;
-          out->fsmblks = add_sat(out->fsmblks, size);
-          /* REVEAL_PTR: fd is stored xor'ed with its own address >> 12 (glibc >= 2.32). */
-          next = ((list.node + CHUNK_FD) >> 12) ^ header->fd;
-          if (next == 0) continue;
-        } else {
-          out->ordblks++;
-          next = header->bk;
-          if (next == list.head) continue;
-          if (is_bin_head_of(list.arena, next)) {
-            /* The chunk moved to another bin while we walked: stop here. */
-            out->complete = 0;
-            continue;
-          }
-        }
-        if (next % CHUNK_ALIGN != 0) {
-          out->complete = 0;
-          continue;
-        }
-        list.node = next;
+      if (i >= count || i > read_whole) {
         lists[kept++] = list;
-      } else if (i == read_whole && i < count) {
+        continue;
+      }
+      if (i == read_whole) {
         out->complete = 0; /* this chunk is gone (unmapped under us) */
-      } else {
-        lists[kept++] = list;
+        continue;
+      }
+      uintptr_t window_start = (uintptr_t)remote[i].iov_base;
+      size_t window_len = local[i].iov_len;
+      const unsigned char *window = local[i].iov_base;
+      for (;;) {
+        if (walked >= max_chunks) {
+          lists[kept++] = list; /* unfinished: the loop above ends the walk, incomplete */
+          break;
+        }
+        chunk_header header;
+        memcpy(&header, window + (list.node + CHUNK_SIZE_FIELD - window_start), sizeof header);
+        walked++;
+        uintptr_t next;
+        if (census_step(&list, &header, out, &next) <= 0) break; /* the list ended, or broke */
+        list.node = next;
+        uintptr_t at = next + CHUNK_SIZE_FIELD;
+        if (at < window_start || at + sizeof(chunk_header) > window_start + window_len) {
+          lists[kept++] = list;
+          break;
+        }
       }
     }
     lists_len = kept;
   }
+  if (windows != NULL) munmap(windows, windows_len);
   munmap(buffer, buffer_len);
   return rc;
 #endif

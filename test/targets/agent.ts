@@ -157,6 +157,7 @@ t.test('glibc single-threaded host: the agent leaves it single-threaded, and rea
   // for SIGUSR2 to go on. Meanwhile the test reads snapshots through the agent as fast as it can.
   const host = await startSingleHost({});
   t.equal(host.firstLine, 'single 1', '__libc_single_threaded is still true in main(): glibc keeps its lock-free malloc');
+  t.equal((await agentRequest(host.pid, { op: 'info' })).hostSingleThreaded, true, 'info says so');
   let reads = 0;
   const end = Date.now() + 2000;
   while (Date.now() < end) {
@@ -205,6 +206,7 @@ t.test('a kept single-threaded host that drops privileges: the agent thread foll
 t.test('glibc single-threaded host with ALLOCSCOPE_AGENT_SINGLE_THREADED=0: the agent thread is seen, as before', async (t) => {
   const host = await startSingleHost({ ALLOCSCOPE_AGENT_SINGLE_THREADED: '0' });
   t.equal(host.firstLine, 'single 0');
+  t.equal((await agentRequest(host.pid, { op: 'info' })).hostSingleThreaded, false, 'info says so');
   await host.pauseAndReport();
   const exit = await host.finish();
   t.equal(exit.code, 0);

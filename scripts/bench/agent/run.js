@@ -155,9 +155,9 @@ async function mallocBench(binary, threadOnly) {
 
 /** Instructions (valgrind callgrind: every thread, deterministic) per malloc-loop operation,
     from the difference of a 1,000,000-op run and a 1,000-op run (start-up cancels out). */
-function instructions(binary, preload) {
+function instructions(binary, preload, extraEnv = {}) {
   const count = (ops) => {
-    const env = { ...process.env };
+    const env = { ...process.env, ...extraEnv };
     delete env.LD_PRELOAD;
     if (preload !== null) env.LD_PRELOAD = preload;
     const out = join(mkdtempSync(join(tmpdir(), 'allocscope-bench-cg-')), 'cg.out');
@@ -402,10 +402,21 @@ async function main() {
     const plain = instructions(binary, null);
     const thread = instructions(binary, threadOnly);
     const agent = instructions(binary, AGENT);
+    // The agent told not to keep the host single-threaded: the cost it avoids by default.
+    const agentThreaded = instructions(binary, AGENT, { ALLOCSCOPE_AGENT_SINGLE_THREADED: '0' });
     // A host that already has threads of its own: the agent's thread changes nothing in malloc.
     const threadAgent = instructions(binary, `${threadOnly}:${AGENT}`);
     result.instructionsPerOp = {
-      glibc: { plain, thread, agent, agentRatio: agent / plain, threadRatio: thread / plain, threadedHost: { plain: thread, agent: threadAgent, agentRatio: threadAgent / thread } },
+      glibc: {
+        plain,
+        thread,
+        agent,
+        agentThreaded,
+        agentRatio: agent / plain,
+        agentThreadedRatio: agentThreaded / plain,
+        threadRatio: thread / plain,
+        threadedHost: { plain: thread, agent: threadAgent, agentRatio: threadAgent / thread },
+      },
     };
     if (existsSync(JEMALLOC)) {
       const je = instructions(binary, JEMALLOC);
