@@ -181,7 +181,11 @@ export async function readAgentSnapshot(pid: number, options: AgentOptions & { d
   });
 }
 
-/** Asks the target's agent to release free memory the allocator's way; RSS before/after. */
+/**
+ * Asks the target's agent to release free memory the allocator's way; RSS before/after.
+ * EUNSUPPORTED from a single-threaded glibc host the agent keeps on glibc's lock-free paths
+ * (its info says hostSingleThreaded): malloc_trim from the agent's thread would race the host.
+ */
 export async function agentTrim(pid: number, pad = 0, options: AgentOptions = {}): Promise<Record<string, unknown>> {
   return agentRequest(pid, { op: 'trim', pad }, options);
 }

@@ -17,7 +17,8 @@
  *   same uid or root);
  * - after fork the child serves its own pid on its own socket, never the parent's;
  * - it is never unloaded (-z nodelete), so no dlclose can pull code from under its thread;
- * - a single-threaded glibc host stays on glibc's single-thread fast paths (see keep_single_threaded).
+ * - a single-threaded glibc host stays on glibc's single-thread fast paths (see "keeping a
+ *   single-threaded host single-threaded" below).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -160,7 +161,8 @@ static int leader_ids(const char *text, const char *key, unsigned ids[4]) {
    after fork) would leave the agent's thread with the old ones. Before each connection, the
    agent's thread copies the main thread's uids, gids and groups onto itself with raw system
    calls, which act on the calling thread alone. 0 when they match (now); -1 when they could
-   not be made to, and then the agent stops serving. No malloc: read(2) into a stack buffer. */
+   not be made to, or not be read (no /proc, as in some chroots), and then the agent stops
+   serving. No malloc: read(2) into a stack buffer. */
 static int follow_host_credentials(void) {
   char text[8192];
   int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
@@ -196,14 +198,18 @@ static int follow_host_credentials(void) {
   return ruid == uids[0] && euid == uids[1] && suid == uids[2] && rgid == gids[0] && egid == gids[1] && sgid == gids[2] ? 0 : -1;
 }
 
+/* At most this many free chunks for the check below (~20 ms of census, ~3 ms of mallinfo2): a
+   host attached to late with a bigger heap is not kept single-threaded rather than stalled. */
+#define KEEP_CHECK_MAX_CHUNKS 20000
+
 /* True when the census reads exactly what mallinfo2 reads, now, on this (the only) thread:
    nothing can change the heap between the two calls, so any difference is a census that does not
-   understand this glibc. */
+   understand this glibc. The census goes first: it bounds the walk mallinfo2 would then make. */
 static int census_agrees_with_mallinfo2(void) {
   asp_mallinfo2 locked, lock_free;
   int complete = 0;
+  if (asp_glibc_lock_free_mallinfo2(&lock_free, KEEP_CHECK_MAX_CHUNKS, &complete) != 0 || !complete) return 0;
   if (asp_glibc_mallinfo2(&locked) != 0) return 0;
-  if (asp_glibc_lock_free_mallinfo2(&lock_free, 1000000, &complete) != 0 || !complete) return 0;
   return locked.arena == lock_free.arena && locked.ordblks == lock_free.ordblks && locked.smblks == lock_free.smblks &&
          locked.hblks == lock_free.hblks && locked.hblkhd == lock_free.hblkhd && locked.fsmblks == lock_free.fsmblks &&
          locked.uordblks == lock_free.uordblks && locked.fordblks == lock_free.fordblks && locked.keepcost == lock_free.keepcost;

@@ -31,6 +31,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +145,44 @@ typedef struct {
   uintptr_t size, fd, bk;
 } chunk_header;
 
+/* The walk's memory: lists for WORKSPACE_ARENAS arenas, the iovecs and the windows of a round.
+   Mapped once and kept (a census runs every sample: a fresh mapping costs its page faults each
+   time, ~15 us), for one census at a time; a census that finds it taken (another thread's, or a
+   fork's child whose parent held it) maps its own. Only the pages a census touched stay resident. */
+enum {
+  WORKSPACE_ARENAS = 16,
+  WORKSPACE_LISTS = WORKSPACE_ARENAS * LISTS_PER_ARENA,
+  WORKSPACE_LEN = WORKSPACE_LISTS * sizeof(walk_list) + BATCH * 2 * sizeof(struct iovec) + BATCH * WINDOW
+};
+
+typedef struct {
+  unsigned char *mem;
+  int kept;
+} workspace;
+
+static pthread_mutex_t kept_workspace_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *kept_workspace = NULL;
+
+static int workspace_get(workspace *ws) {
+  if (pthread_mutex_trylock(&kept_workspace_lock) == 0) {
+    if (kept_workspace == NULL) kept_workspace = map_buffer(WORKSPACE_LEN);
+    if (kept_workspace != NULL) {
+      ws->mem = kept_workspace;
+      ws->kept = 1;
+      return 0;
+    }
+    pthread_mutex_unlock(&kept_workspace_lock);
+  }
+  ws->mem = map_buffer(WORKSPACE_LEN);
+  ws->kept = 0;
+  return ws->mem == NULL ? -1 : 0;
+}
+
+static void workspace_put(workspace *ws) {
+  if (ws->kept) pthread_mutex_unlock(&kept_workspace_lock);
+  else munmap(ws->mem, WORKSPACE_LEN);
+}
+
 /* Counts one chunk of `list` from its header. 1: the list goes on at *next; 0: it ended where it
    should; -1: it broke (a header or pointer no free chunk of this arena has: the list changed
    under the walk, so the census is no longer complete). */
@@ -186,13 +225,15 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
   return ASP_CENSUS_UNSUPPORTED;
 #else
   unsigned char arena[ARENA_SIZE];
-  size_t lists_cap = (size_t)MAX_ARENAS * LISTS_PER_ARENA;
-  size_t buffer_len = lists_cap * sizeof(walk_list) + BATCH * 2 * sizeof(struct iovec);
-  unsigned char *buffer = map_buffer(buffer_len);
-  if (buffer == NULL) return ASP_CENSUS_READ_REFUSED;
-  walk_list *lists = (walk_list *)buffer;
-  struct iovec *local = (struct iovec *)(buffer + lists_cap * sizeof(walk_list));
+  workspace ws;
+  if (workspace_get(&ws) != 0) return ASP_CENSUS_READ_REFUSED;
+  walk_list *lists = (walk_list *)ws.mem;
+  struct iovec *local = (struct iovec *)(ws.mem + WORKSPACE_LISTS * sizeof(walk_list));
   struct iovec *remote = local + BATCH;
+  unsigned char *windows = (unsigned char *)(remote + BATCH);
+  /* More arenas than the workspace has lists for: all of them, in a mapping of their own. */
+  walk_list *many = NULL;
+  size_t many_len = (size_t)MAX_ARENAS * LISTS_PER_ARENA * sizeof(walk_list);
   size_t lists_len = 0;
 
   /* The ring: main_arena, then each `next` until it comes back. */
@@ -203,6 +244,15 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
       if (out->arenas == 0) rc = ASP_CENSUS_NOT_FOUND;
       out->complete = 0;
       break;
+    }
+    if (out->arenas == WORKSPACE_ARENAS && many == NULL) {
+      many = map_buffer(many_len);
+      if (many == NULL) {
+        out->complete = 0;
+        break;
+      }
+      memcpy(many, lists, lists_len * sizeof(walk_list));
+      lists = many;
     }
     out->arenas++;
     uintptr_t system_mem = word_at(arena, OFF_SYSTEM_MEM);
@@ -236,12 +286,6 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
      Each read takes up to WINDOW bytes from the chunk on (never past its page, which may be the
      last one mapped), and the walk goes on inside them while the next chunk lies there too: free
      lists often run in address order (frees of neighbouring blocks), so one read covers several. */
-  size_t windows_len = (lists_len < BATCH ? lists_len : BATCH) * (size_t)WINDOW;
-  unsigned char *windows = windows_len > 0 ? map_buffer(windows_len) : NULL;
-  if (windows_len > 0 && windows == NULL) {
-    munmap(buffer, buffer_len);
-    return ASP_CENSUS_READ_REFUSED;
-  }
   size_t walked = 0;
   pid_t self = getpid();
   while (lists_len > 0) {
@@ -305,8 +349,8 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
     }
     lists_len = kept;
   }
-  if (windows != NULL) munmap(windows, windows_len);
-  munmap(buffer, buffer_len);
+  if (many != NULL) munmap(many, many_len);
+  workspace_put(&ws);
   return rc;
 #endif
 }
