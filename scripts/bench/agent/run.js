@@ -30,12 +30,17 @@ const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
+/** trip_client.c, built by build(). */
+let tripClient = null;
+
 function build() {
   const dir = mkdtempSync(join(tmpdir(), 'allocscope-bench-agent-'));
   const binary = join(dir, 'malloc_loop');
   const threadOnly = join(dir, 'thread_only.so');
+  tripClient = join(dir, 'trip_client');
   execFileSync('gcc', ['-O2', '-o', binary, join(__dirname, 'malloc_loop.c')]);
   execFileSync('gcc', ['-O2', '-shared', '-fPIC', '-o', threadOnly, join(__dirname, 'thread_only.c'), '-lpthread']);
+  execFileSync('gcc', ['-O2', '-o', tripClient, join(__dirname, 'trip_client.c')]);
   return { binary, threadOnly };
 }
 
@@ -384,11 +389,15 @@ async function roundTrips(label, env, args) {
   }
   const { agentSocketPath } = require(join(root, 'dist', 'targets', 'agent.js'));
   const raw = await persistentTrips(agentSocketPath(child.pid), 1000);
+  const fromC = spawnSync(tripClient, [agentSocketPath(child.pid), '1000'], { encoding: 'utf8', timeout: 60_000 });
+  const cTrips = fromC.stdout.split('\n').filter((l) => l !== '').map(Number);
   child.kill('SIGKILL');
   return {
     label,
     client: { p50: quantile(trips, 0.5), p99: quantile(trips, 0.99) },
     keptOpen: { p50: quantile(raw, 0.5), p99: quantile(raw, 0.99) },
+    // The same requests and reconnections from C: without the Node client's event loop.
+    cClient: cTrips.length === 1000 ? { p50: quantile(cTrips, 0.5), p99: quantile(cTrips, 0.99) } : { error: `trip_client exited ${fromC.status}` },
     narenas: arenas,
   };
 }
