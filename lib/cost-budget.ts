@@ -149,7 +149,7 @@ export class SnapshotGovernor {
     const capNs = this.budget.maxSampleMs * 1e6;
     const dueAt = this.nextAllocatorAt - TIMER_SLACK_MS;
     if (this.overCap) {
-      if (now < dueAt) return this.cheap(`allocator read last cost ${msText(this.lastAllocatorNs)} ms, over the ${this.budget.maxSampleMs} ms cap: cheap tier (RSS + V8) until the next probe in ${((dueAt - now) / 1000).toFixed(0)} s`);
+      if (now < dueAt) return this.cheap(`allocator read last cost (or, counted first, would cost) ${msText(this.lastAllocatorNs)} ms, over the ${this.budget.maxSampleMs} ms cap: cheap tier (RSS + V8) until the next probe in ${((dueAt - now) / 1000).toFixed(0)} s`);
       return this.offThread(now, capNs);
     }
     if (now < dueAt) {
@@ -204,7 +204,9 @@ export class SnapshotGovernor {
     }
     const sample = await this.probe(now, capNs);
     // The walk's slope, from a read big enough for the walk to dominate its fixed costs.
-    if (chunks >= CALIBRATION_MIN_CHUNKS && sample.readNs !== null) this.glibcNsPerChunk = sample.readNs / chunks;
+    // Clamped to 50-1,000 ns: a read slowed by a preemption must not shut reads out for good,
+    // nor one that ran all in cache let the next walks grow past the cap.
+    if (chunks >= CALIBRATION_MIN_CHUNKS && sample.readNs !== null) this.glibcNsPerChunk = Math.min(1_000, Math.max(50, sample.readNs / chunks));
     return { ...sample, note: `${sample.note}; ${chunks} free chunks counted first without the lock (${msText(census.ns)} ms)`, census: decision };
   }
 

@@ -111,18 +111,7 @@ function trim(pad: number = 0): ReleaseResult & { trimmed: boolean } {
  * is false when a list changed under the walk or `maxChunks` was reached (the counts are then a
  * lower bound).
  */
-export interface GlibcCensus {
-  arenas: number;
-  arena: number;
-  ordblks: number;
-  smblks: number;
-  fordblks: number;
-  fsmblks: number;
-  keepcost: number;
-  complete: boolean;
-  /** What the census cost, ns. */
-  ns: number;
-}
+export type GlibcCensus = Omit<NativeGlibcCensus, 'status'>;
 
 export interface GlibcCensusOptions {
   /** Stop after walking this many free chunks (1 to 1e9; default 1e7). */
