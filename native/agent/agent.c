@@ -215,9 +215,14 @@ static int census_agrees_with_mallinfo2(void) {
          locked.uordblks == lock_free.uordblks && locked.fordblks == lock_free.fordblks && locked.keepcost == lock_free.keepcost;
 }
 
+/* 1: the census agreed with mallinfo2 in this process (or the parent it was forked from); -1: it
+   did not; 0: not checked. The layout it proves is the process's for good. */
+static int census_checked = 0;
+
 /* Called on the host's only thread, before the agent's thread exists: &__libc_single_threaded
-   when the agent may keep the host single-threaded, else NULL. */
-static char *single_threaded_flag_to_keep(void) {
+   when the agent may keep the host single-threaded, else NULL. In a fork's child the parent's
+   check stands and none is made: a walk there would delay every fork of a big heap. */
+static char *single_threaded_flag_to_keep(int in_fork_child) {
   const char *setting = getenv("ALLOCSCOPE_AGENT_SINGLE_THREADED");
   if (setting != NULL && setting[0] == '0') return NULL;
   char *flag = (char *)dlsym(RTLD_DEFAULT, "__libc_single_threaded");
@@ -225,7 +230,8 @@ static char *single_threaded_flag_to_keep(void) {
   asp_allocator allocator;
   asp_detect_allocator(&allocator);
   if (allocator.kind != ASP_ALLOCATOR_GLIBC) return NULL;
-  return census_agrees_with_mallinfo2() ? flag : NULL;
+  if (census_checked == 0 && !in_fork_child) census_checked = census_agrees_with_mallinfo2() ? 1 : -1;
+  return census_checked == 1 ? flag : NULL;
 }
 
 /* ---- sending ---- */
@@ -577,12 +583,12 @@ static void *serve(void *unused) {
   }
 }
 
-static void start_agent(void) {
+static void start_agent(int in_fork_child) {
   const char *disabled = getenv("ALLOCSCOPE_AGENT_DISABLE");
   if (disabled != NULL && disabled[0] == '1') return;
   listen_fd = open_socket();
   if (listen_fd < 0) return;
-  char *keep = single_threaded_flag_to_keep();
+  char *keep = single_threaded_flag_to_keep(in_fork_child);
   sigset_t all, previous;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous); /* the new thread inherits this mask */
@@ -618,12 +624,12 @@ static void after_fork_in_child(void) {
   served_pid = 0;
   kept_single_threaded = NULL;
   decided = 0;
-  start_agent();
+  start_agent(1);
 }
 
 __attribute__((constructor)) static void agent_load(void) {
   pthread_atfork(NULL, NULL, after_fork_in_child);
-  start_agent();
+  start_agent(0);
 }
 
 __attribute__((destructor)) static void agent_unload(void) {

@@ -290,7 +290,12 @@ t.test('after fork, parent and child each serve their own pid', async (t) => {
   });
   t.ok(await waitFor(() => agentSocketExists(childPid), 2000), 'the child has its own socket');
   t.equal((await readAgentSnapshot(w.pid)).pid, w.pid);
-  t.equal((await readAgentSnapshot(childPid)).pid, childPid);
+  const child = await readAgentSnapshot(childPid);
+  t.equal(child.pid, childPid);
+  // Both single-threaded glibc processes: the child keeps the parent's check (none made at fork).
+  t.equal((await agentRequest(w.pid, { op: 'info' })).hostSingleThreaded, true, 'the parent is kept single-threaded');
+  t.equal((await agentRequest(childPid, { op: 'info' })).hostSingleThreaded, true, 'and so is the child');
+  t.ok((child.allocatorBytes.allocated ?? 0) > 0, "the child's figures come from its own census");
 });
 
 t.test('client errors: no socket, stale socket, bad pid', async (t) => {
