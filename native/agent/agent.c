@@ -139,59 +139,26 @@ static int host_single_threaded(void) {
   return kept_single_threaded != NULL && __atomic_load_n(kept_single_threaded, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* The uids (Uid:) or gids (Gid:) line of /proc/self/status: the main thread's credentials (the
-   process's status is its leader's). 0 on success. */
-static int leader_ids(const char *text, const char *key, unsigned ids[4]) {
-  const char *line = strstr(text, key);
-  if (line == NULL) return -1;
-  line += strlen(key);
-  for (int i = 0; i < 4; i++) {
-    char *end;
-    unsigned long id = strtoul(line, &end, 10);
-    if (end == line) return -1;
-    ids[i] = (unsigned)id;
-    line = end;
-  }
-  return 0;
-}
-
 /* While the host is kept single-threaded, glibc's setuid family changes the calling thread only
    (INLINE_SETXID_SYSCALL skips the broadcast to other threads, __nptl_setxid, when
    __libc_single_threaded is true), so a host that drops privileges (nginx and Apache workers,
    after fork) would leave the agent's thread with the old ones. Before each connection, the
-   agent's thread copies the main thread's uids, gids and groups onto itself with raw system
-   calls, which act on the calling thread alone. 0 when they match (now); -1 when they could
-   not be made to, or not be read (no /proc, as in some chroots), and then the agent stops
-   serving. No malloc: read(2) into a stack buffer. */
+   agent's thread copies the main thread's uids, gids and groups (/proc/self/status: the leader's)
+   onto itself with raw system calls, which act on the calling thread alone. 0 when they match
+   (now); -1 when they could not be made to, or not be read (no /proc, as in some chroots), and
+   then the agent stops serving. No malloc: the status file is pread into a stack buffer. */
 static int follow_host_credentials(void) {
-  char text[8192];
-  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, text, sizeof(text) - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  text[n] = '\0';
-  unsigned uids[4], gids[4];
-  if (leader_ids(text, "\nUid:", uids) != 0 || leader_ids(text, "\nGid:", gids) != 0) return -1;
+  asp_status leader;
+  if (asp_read_status(&leader) != 0 || leader.uids[0] < 0 || leader.gids[0] < 0 || leader.n_groups < 0) return -1;
+  const int64_t *uids = leader.uids, *gids = leader.gids;
   uid_t ruid, euid, suid;
   gid_t rgid, egid, sgid;
   if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0) return -1;
   if (ruid == uids[0] && euid == uids[1] && suid == uids[2] && rgid == gids[0] && egid == gids[1] && sgid == gids[2]) return 0;
   /* Groups first and uids last: changing uids away from root ends the right to change the rest. */
-  gid_t groups[256];
-  int count = 0;
-  const char *line = strstr(text, "\nGroups:");
-  if (line != NULL) {
-    line += strlen("\nGroups:");
-    char *end;
-    while (count < 256) {
-      unsigned long group = strtoul(line, &end, 10);
-      if (end == line) break;
-      groups[count++] = (gid_t)group;
-      line = end;
-    }
-  }
-  if (syscall(SYS_setgroups, count, groups) != 0 && euid == 0) return -1;
+  gid_t groups[ASP_STATUS_MAX_GROUPS];
+  for (int i = 0; i < leader.n_groups; i++) groups[i] = (gid_t)leader.groups[i];
+  if (syscall(SYS_setgroups, leader.n_groups, groups) != 0 && euid == 0) return -1;
   if (syscall(SYS_setresgid, gids[0], gids[1], gids[2]) != 0) return -1;
   if (syscall(SYS_setresuid, uids[0], uids[1], uids[2]) != 0) return -1;
   if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0) return -1;

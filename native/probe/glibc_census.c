@@ -393,8 +393,9 @@ static int glibc_version(void) {
   return major * 100 + minor;
 }
 
-/* A copy of libc's writable data segment (where main_arena and mp_ live), or NULL. The caller
-   munmaps copy_len bytes; the copy is followed by `extra` zeroed bytes for the caller's use. */
+/* A copy of libc's writable data segment (where main_arena and mp_ live). The caller munmaps
+   copy_len bytes; the copy is followed by `extra_per_word` zeroed bytes per 8-byte word of it, for
+   the caller's use. */
 typedef struct {
   unsigned char *copy;
   size_t copy_len;
@@ -402,12 +403,12 @@ typedef struct {
   size_t len;
 } libc_data;
 
-static int read_libc_data(libc_data *data, size_t extra) {
+static int read_libc_data(libc_data *data, size_t extra_per_word) {
   void *trim = dlsym(RTLD_DEFAULT, "malloc_trim");
   if (trim == NULL) return -1;
   segment_query query = {(uintptr_t)trim, 0, 0};
   if (dl_iterate_phdr(find_writable_segment, &query) == 0 || query.len < ARENA_SIZE) return -1;
-  data->copy_len = query.len + extra;
+  data->copy_len = query.len + (query.len / sizeof(uintptr_t)) * extra_per_word;
   data->copy = map_buffer(data->copy_len);
   if (data->copy == NULL) return -1;
   data->start = query.start;
@@ -424,12 +425,8 @@ static uintptr_t find_main_arena(void) {
   /* One vote counter per 8-byte position after the copy: each self-referencing pair at p votes
      for every arena start it could be bin k of (p - OFF_BINS - 16 (k - 1)); a few hundred pairs
      cost ~40,000 steps, where scoring every position would cost ~0.5 M. */
-  void *trim = dlsym(RTLD_DEFAULT, "malloc_trim");
-  if (trim == NULL) return 0;
-  segment_query query = {(uintptr_t)trim, 0, 0};
-  if (dl_iterate_phdr(find_writable_segment, &query) == 0) return 0;
   libc_data data;
-  if (read_libc_data(&data, (query.len / sizeof(uintptr_t)) * sizeof(uint16_t)) != 0) return 0;
+  if (read_libc_data(&data, sizeof(uint16_t)) != 0) return 0;
   size_t positions = data.len / sizeof(uintptr_t);
   uint16_t *votes = (uint16_t *)(data.copy + data.len);
   uintptr_t found = 0;
@@ -524,10 +521,11 @@ int asp_glibc_mmapped(size_t *count, size_t *bytes) {
     mp_to_mmapped_mem = to_mmapped_mem;
     __atomic_store_n(&mp_n_mmaps_at, at, __ATOMIC_RELEASE);
   }
-  int n_mmaps;
-  uintptr_t mmapped_mem;
-  if (safe_read(&n_mmaps, at, sizeof n_mmaps) != 0 || safe_read(&mmapped_mem, at + mp_to_mmapped_mem, sizeof mmapped_mem) != 0)
-    return ASP_CENSUS_READ_REFUSED;
+  /* n_mmaps through mmapped_mem in one read: at most 32 bytes of mp_. */
+  unsigned char span[MP_N_MMAPS_BACK_HP - MP_MMAPPED_MEM_BACK + sizeof(uintptr_t)];
+  if (safe_read(span, at, mp_to_mmapped_mem + sizeof(uintptr_t)) != 0) return ASP_CENSUS_READ_REFUSED;
+  int n_mmaps = int_at(span, 0);
+  uintptr_t mmapped_mem = word_at(span, mp_to_mmapped_mem);
   *count = n_mmaps < 0 ? 0 : (size_t)n_mmaps;
   *bytes = mmapped_mem;
   return ASP_CENSUS_OK;

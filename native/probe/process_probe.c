@@ -86,20 +86,41 @@ int asp_parse_statm(const char *text, asp_statm *out) {
   return 0;
 }
 
-static int64_t field_kb(const char *text, const char *key) {
-  /* Lines look like "RssAnon:\t    1234 kB"; match the key only at a line start. */
+/* What follows "key:" on the line starting with key, or NULL. */
+static const char *field_value(const char *text, const char *key) {
   size_t key_len = strlen(key);
   for (const char *line = text; line != NULL && *line != '\0';) {
-    if (strncmp(line, key, key_len) == 0 && line[key_len] == ':') {
-      char *end = NULL;
-      long long value = strtoll(line + key_len + 1, &end, 10);
-      if (end != line + key_len + 1 && value >= 0) return value;
-      return -1;
-    }
+    if (strncmp(line, key, key_len) == 0 && line[key_len] == ':') return line + key_len + 1;
     line = strchr(line, '\n');
     if (line != NULL) line++;
   }
-  return -1;
+  return NULL;
+}
+
+/* Up to `cap` whole numbers from the start of a value, stopping at its line's end; how many. */
+static int field_numbers(const char *value, int64_t *out, int cap) {
+  int count = 0;
+  while (value != NULL && count < cap) {
+    while (*value == ' ' || *value == '\t') value++;
+    if (*value < '0' || *value > '9') break;
+    char *end = NULL;
+    long long number = strtoll(value, &end, 10);
+    if (end == value || number < 0) break;
+    out[count++] = number;
+    value = end;
+  }
+  return count;
+}
+
+static int64_t field_kb(const char *text, const char *key) {
+  /* Lines look like "RssAnon:\t    1234 kB"; match the key only at a line start. */
+  int64_t value;
+  return field_numbers(field_value(text, key), &value, 1) == 1 ? value : -1;
+}
+
+/* "Uid:\t0\t0\t0\t0": all four, or -1 in each. */
+static void field_ids(const char *text, const char *key, int64_t ids[4]) {
+  if (field_numbers(field_value(text, key), ids, 4) != 4) ids[0] = ids[1] = ids[2] = ids[3] = -1;
 }
 
 void asp_parse_status(const char *text, asp_status *out) {
@@ -110,6 +131,14 @@ void asp_parse_status(const char *text, asp_status *out) {
   out->rss_shmem_kb = field_kb(text, "RssShmem");
   out->vm_swap_kb = field_kb(text, "VmSwap");
   out->threads = field_kb(text, "Threads");
+  field_ids(text, "Uid", out->uids);
+  field_ids(text, "Gid", out->gids);
+  /* One more than the cap, to tell a full list from a longer one. */
+  int64_t groups[ASP_STATUS_MAX_GROUPS + 1];
+  const char *value = field_value(text, "Groups");
+  int count = value == NULL ? -1 : field_numbers(value, groups, ASP_STATUS_MAX_GROUPS + 1);
+  out->n_groups = count > ASP_STATUS_MAX_GROUPS ? -1 : count;
+  for (int i = 0; i < out->n_groups; i++) out->groups[i] = (uint32_t)groups[i];
 }
 
 int asp_read_status(asp_status *out) {

@@ -14,7 +14,12 @@ typedef struct {
   int64_t shared_pages;   /* statm field 3: RssFile + RssShmem in pages (Linux >= 4.5) */
 } asp_statm;
 
-/* Fields of /proc/self/status in kB; -1 when the line is absent (older kernels). */
+#define ASP_STATUS_MAX_GROUPS 256
+
+/* Fields of /proc/self/status in kB; -1 when the line is absent (older kernels). And the
+   credentials of the process's leader thread: Uid: and Gid: (real, effective, saved, filesystem;
+   -1 when absent) and the supplementary groups (n_groups -1 when the line is absent or lists more
+   than ASP_STATUS_MAX_GROUPS). */
 typedef struct {
   int64_t vm_hwm_kb;
   int64_t vm_rss_kb;
@@ -23,6 +28,10 @@ typedef struct {
   int64_t rss_shmem_kb;
   int64_t vm_swap_kb;
   int64_t threads;
+  int64_t uids[4];
+  int64_t gids[4];
+  int n_groups;
+  uint32_t groups[ASP_STATUS_MAX_GROUPS];
 } asp_status;
 
 /* 0 on success, -1 if the file cannot be read. Both keep their fd open and pread it (0.7 us
