@@ -55,10 +55,9 @@ enum {
   OFF_SYSTEM_MEM = 2184,
   OFF_MAX_SYSTEM_MEM = 2192,
   ARENA_SIZE = 2200,
-  /* A chunk: prev_size, size, fd, bk at 0, 8, 16, 24. */
+  /* A chunk: prev_size, size, fd, bk at 0, 8, 16, 24 (chunk_header below reads size, fd, bk). */
   CHUNK_SIZE_FIELD = 8,
   CHUNK_FD = 16,
-  CHUNK_BK = 24,
   SIZE_BITS = 7, /* PREV_INUSE | IS_MMAPPED | NON_MAIN_ARENA */
   CHUNK_ALIGN = 16,
   MIN_CHUNK = 32, /* MINSIZE: the smallest chunk on 64-bit */
