@@ -182,6 +182,13 @@ static void workspace_put(workspace *ws) {
   else munmap(ws->mem, WORKSPACE_LEN);
 }
 
+static int seen_before(const uintptr_t *seen, size_t count, uintptr_t addr) {
+  for (size_t i = 0; i < count; i++) {
+    if (seen[i] == addr) return 1;
+  }
+  return 0;
+}
+
 /* Counts one chunk of `list` from its header. 1: the list goes on at *next; 0: it ended where it
    should; -1: it broke (a header or pointer no free chunk of this arena has: the list changed
    under the walk, so the census is no longer complete). */
@@ -234,6 +241,8 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
   walk_list *many = NULL;
   size_t many_len = (size_t)MAX_ARENAS * LISTS_PER_ARENA * sizeof(walk_list);
   size_t lists_len = 0;
+  /* The arenas walked so far, to stop at a ring that loops short of main_arena. */
+  uintptr_t arenas_seen[MAX_ARENAS];
 
   /* The ring: main_arena, then each `next` until it comes back. */
   uintptr_t addr = start;
@@ -244,6 +253,14 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
       out->complete = 0;
       break;
     }
+    /* A ring that comes back to an arena other than main_arena is no ring glibc builds (it only
+       ever inserts after main_arena: arena.c _int_new_arena); counting its arenas again would
+       count their chunks twice, and 1,024 laps of one arena's lists are 140,000 lists to walk. */
+    if (seen_before(arenas_seen, out->arenas, addr)) {
+      out->complete = 0;
+      break;
+    }
+    arenas_seen[out->arenas] = addr;
     if (out->arenas == WORKSPACE_ARENAS && many == NULL) {
       many = map_buffer(many_len);
       if (many == NULL) {
@@ -284,9 +301,13 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
      walk costs a system call per round, not per chunk, where the free chunks spread over bins.
      Each read takes up to WINDOW bytes from the chunk on (never past its page, which may be the
      last one mapped), and the walk goes on inside them while the next chunk lies there too: free
-     lists often run in address order (frees of neighbouring blocks), so one read covers several. */
-  size_t walked = 0;
+     lists often run in address order (frees of neighbouring blocks), so one read covers several.
+     A chunk found gone counts against max_chunks like one read, so the walk's work stays bounded
+     by max_chunks however many lists point nowhere (the fuzz target found 140,000 such lists
+     taking minutes when each gone chunk cost a round). */
+  size_t walked = 0; /* chunks looked at: counted, or found gone */
   pid_t self = getpid();
+  unsigned char gone[BATCH];
   while (lists_len > 0) {
     if (walked >= max_chunks) {
       out->complete = 0;
@@ -300,29 +321,35 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
       local[i] = (struct iovec){windows + i * (size_t)WINDOW, len};
       remote[i] = (struct iovec){(void *)from, len};
     }
-    ssize_t got = process_vm_readv(self, local, count, remote, count, 0);
-    if (got < 0 && errno != EFAULT) {
-      /* Refused outright (seccomp, EPERM): nothing more can be read. */
+    /* A read stops at the first iovec it cannot read whole (EFAULT: that chunk was unmapped under
+       us); the read then goes on from the next one, so every list of the batch is read or found
+       gone in this round. */
+    size_t done = 0;
+    int refused = 0;
+    while (done < count) {
+      ssize_t got = process_vm_readv(self, local + done, count - done, remote + done, count - done, 0);
+      if (got < 0 && errno != EFAULT) {
+        refused = 1; /* seccomp, EPERM: nothing more can be read */
+        break;
+      }
+      for (size_t left = got < 0 ? 0 : (size_t)got; done < count && left >= local[done].iov_len; done++) {
+        left -= local[done].iov_len;
+        gone[done] = 0;
+      }
+      if (done < count) gone[done++] = 1;
+    }
+    if (refused) {
       out->complete = 0;
-      if (walked == 0 && rc == ASP_CENSUS_OK) rc = ASP_CENSUS_READ_REFUSED;
+      if (walked == 0 && done == 0 && rc == ASP_CENSUS_OK) rc = ASP_CENSUS_READ_REFUSED;
       break;
     }
-    /* Partial reads stop at a whole iovec: the first read_whole windows arrived. */
-    size_t read_whole = 0;
-    for (size_t left = got < 0 ? 0 : (size_t)got; read_whole < count && left >= local[read_whole].iov_len; read_whole++) {
-      left -= local[read_whole].iov_len;
-    }
-    /* Lists 0..read_whole-1 advance; list read_whole (if any) faulted and ends; the rest wait
-       for the next round. Kept lists are compacted in place. */
+    /* The batch's lists that go on keep their places at its front. */
     size_t kept = 0;
-    for (size_t i = 0; i < lists_len; i++) {
+    for (size_t i = 0; i < count; i++) {
       walk_list list = lists[i];
-      if (i >= count || i > read_whole) {
-        lists[kept++] = list;
-        continue;
-      }
-      if (i == read_whole) {
-        out->complete = 0; /* this chunk is gone (unmapped under us) */
+      if (gone[i]) {
+        out->complete = 0;
+        walked++;
         continue;
       }
       uintptr_t window_start = (uintptr_t)remote[i].iov_base;
@@ -346,7 +373,13 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
         }
       }
     }
-    lists_len = kept;
+    /* The slots of the lists that ended are filled from the array's end (the order of lists does
+       not matter to the sums): a round costs O(BATCH), not O(every list). */
+    size_t ended = count - kept;
+    size_t waiting = lists_len - count;
+    size_t moved = ended < waiting ? ended : waiting;
+    memcpy(lists + kept, lists + lists_len - moved, moved * sizeof(walk_list));
+    lists_len -= ended;
   }
   if (many != NULL) munmap(many, many_len);
   workspace_put(&ws);
