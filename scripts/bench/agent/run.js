@@ -7,7 +7,7 @@
 // confidence intervals of the median paired ratio, and instructions per operation (valgrind
 // callgrind, deterministic).
 //   node scripts/bench/agent/run.js [--pairs 30] [--ops 8000000] [--nginx-pairs 12]
-//                                   [--requests 20000]
+//                                   [--requests 20000] [--trip-bursts 15]
 //                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
 const { flagReader, median } = require('../common');
@@ -25,6 +25,7 @@ const PAIRS = flag('pairs', 30);
 const OPS = flag('ops', 8_000_000);
 const NGINX_PAIRS = flag('nginx-pairs', 12);
 const REQUESTS = flag('requests', 20_000);
+const TRIP_BURSTS = flag('trip-bursts', 15);
 const AGENT = agentLibraryPath();
 const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -373,31 +374,80 @@ function persistentTrips(path, count) {
   });
 }
 
+/** The machine's CPU time so far and the part of it the hypervisor gave to other guests (steal),
+    in ticks (/proc/stat's first line: user nice system idle iowait irq softirq steal). */
+function cpuTicks() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] };
+}
+
+/** Steal as a share of all CPU time between two cpuTicks() readings, %. */
+function stealShare(before, after) {
+  const total = after.total - before.total;
+  return total > 0 ? (100 * (after.steal - before.steal)) / total : 0;
+}
+
 /** Round trips of 1000 sequential snapshot requests: through the client (a connection per
-    request, JSON parsed, Snapshot assembled) and over a kept-open connection (the agent alone). */
+    request, JSON parsed, Snapshot assembled) and over a kept-open connection (the agent alone);
+    then TRIP_BURSTS bursts of 1000 from C, each with the steal time of its moment. On this
+    virtual machine the hypervisor takes the vCPUs away for milliseconds at a time (steal), and a
+    request caught by that waits for it, agent or not: a burst's p99 follows its steal
+    (RESULTS.md), so each burst says its steal, and the bursts without any are summed up apart. */
 async function roundTrips(label, env, args) {
   const child = spawn(join(root, 'build', 'Release', 'heap_workload'), args, { env: { ...process.env, ...env }, stdio: 'ignore' });
   for (let i = 0; i < 100 && !agentSocketExists(child.pid); i++) await sleep(20);
   await sleep(300);
   const trips = [];
   let arenas = null;
+  const nodeStart = cpuTicks();
   for (let i = 0; i < 1000; i++) {
     const start = process.hrtime.bigint();
     const s = await readAgentSnapshot(child.pid);
     trips.push(Number(process.hrtime.bigint() - start) / 1000);
     arenas = s.raw.jemalloc?.['arenas.narenas'] ?? null;
   }
+  const nodeSteal = stealShare(nodeStart, cpuTicks());
   const { agentSocketPath } = require(join(root, 'dist', 'targets', 'agent.js'));
   const raw = await persistentTrips(agentSocketPath(child.pid), 1000);
-  const fromC = spawnSync(tripClient, [agentSocketPath(child.pid), '3000'], { encoding: 'utf8', timeout: 60_000 });
-  const cTrips = fromC.stdout.split('\n').filter((l) => l !== '').map(Number);
+  // The agent's thread: on-CPU and run-queue-wait ns (schedstat's first two fields), to split a
+  // burst's mean round trip into the agent's work and its wait for a CPU.
+  const tid = readdirSync(`/proc/${child.pid}/task`).find((t) => readFileSync(`/proc/${child.pid}/task/${t}/comm`, 'utf8').trim() === 'allocscope');
+  const sched = () => readFileSync(`/proc/${child.pid}/task/${tid}/schedstat`, 'utf8').split(' ').slice(0, 2).map(Number);
+  const bursts = [];
+  for (let i = 0; i < TRIP_BURSTS; i++) {
+    const before = cpuTicks();
+    const [onCpuBefore, waitBefore] = sched();
+    const fromC = spawnSync(tripClient, [agentSocketPath(child.pid), '1000'], { encoding: 'utf8', timeout: 60_000 });
+    const [onCpuAfter, waitAfter] = sched();
+    const steal = stealShare(before, cpuTicks());
+    const cTrips = fromC.stdout.split('\n').filter((l) => l !== '').map(Number);
+    if (cTrips.length !== 1000) {
+      bursts.push({ error: `trip_client exited ${fromC.status}` });
+      continue;
+    }
+    bursts.push({
+      stealPercent: +steal.toFixed(1),
+      p50: quantile(cTrips, 0.5),
+      p99: quantile(cTrips, 0.99),
+      agentOnCpuUs: +((onCpuAfter - onCpuBefore) / 1000 / 1000).toFixed(1),
+      agentRunQueueWaitUs: +((waitAfter - waitBefore) / 1000 / 1000).toFixed(1),
+    });
+  }
   child.kill('SIGKILL');
+  const measured = bursts.filter((b) => b.error === undefined);
+  const calm = measured.filter((b) => b.stealPercent < 1);
   return {
     label,
-    client: { p50: quantile(trips, 0.5), p99: quantile(trips, 0.99) },
+    client: { p50: quantile(trips, 0.5), p99: quantile(trips, 0.99), stealPercent: +nodeSteal.toFixed(1) },
     keptOpen: { p50: quantile(raw, 0.5), p99: quantile(raw, 0.99) },
     // The same requests and reconnections from C: without the Node client's event loop.
-    cClient: cTrips.length === 3000 ? { p50: quantile(cTrips, 0.5), p99: quantile(cTrips, 0.99) } : { error: `trip_client exited ${fromC.status}` },
+    cClient: {
+      bursts,
+      medianP99: measured.length > 0 ? median(measured.map((b) => b.p99)) : null,
+      calmBursts: calm.length,
+      calmMedianP99: calm.length > 0 ? median(calm.map((b) => b.p99)) : null,
+      calmMaxP99: calm.length > 0 ? Math.max(...calm.map((b) => b.p99)) : null,
+    },
     narenas: arenas,
   };
 }
