@@ -59,6 +59,8 @@ export interface NativeGlibcCensus {
   fordblks: number;
   fsmblks: number;
   keepcost: number;
+  /** Chunks on the free lists: what a mallinfo2 walks one by one (ordblks also counts each arena's top). */
+  listedChunks: number;
   complete: boolean;
   /** What the census cost, ns, timed where it ran. */
   ns: number;
@@ -100,6 +102,12 @@ export interface NativeBinding {
   glibcMallocTrim(pad: number): 0 | 1 | -1;
   glibcCensus(maxChunks: number): NativeGlibcCensus;
   glibcCensusAsync(maxChunks: number): Promise<NativeGlibcCensus>;
+  /**
+   * A census, then on the same worker sampleAsync's read, only if the census counted at most
+   * maxChunks listed chunks or was refused (status != 0); slots is null when it was not read.
+   * A census incomplete and under the limit is taken again, up to `tries` times (its ns sums them).
+   */
+  glibcGuardedSampleAsync(allocatorKind: number, flags: number, maxChunks: number, tries: number): Promise<{ census: NativeGlibcCensus; slots: Float64Array | null }>;
   jemallocReadAny(name: string): { errno: number; size?: number; bits?: bigint };
   jemallocReadString(name: string): { errno: number; value?: string };
   jemallocWrite(name: string, kind: 'void' | 'sized' | 'string', value?: bigint | string, size?: number): number;

@@ -15,16 +15,16 @@
  * of exactly the fragmented services it exists to help.
  *
  * Under glibc every read is preceded by a census of the free lists taken without glibc's locks
- * (glibc.censusAsync(), on a worker): it counts the chunks mallinfo2 would walk, up to as many as
- * the cap allows, so mallinfo2 is called only when its walk fits the cap; the heap's growth
+ * (glibc.censusAsync()'s walk, on the worker that then reads, if it reads): it counts the chunks
+ * mallinfo2 would walk, up to as many as the cap allows, so mallinfo2 is called only when its walk
+ * fits the cap; the heap's growth
  * between two samples, or a monitor started on an already fragmented heap, cannot make it hold an
  * arena's lock longer.
  */
 import { censusRefusal } from './allocators/glibc';
-import { native, type NativeGlibcCensus } from './binding';
 import { AllocscopeError, checkNumber, describe } from './errors';
 import type { Snapshot } from './snapshot';
-import { allocator, snapshot, timedSnapshotAsync } from './targets/self';
+import { allocator, guardedGlibcSnapshotAsync, snapshot, timedSnapshotAsync } from './targets/self';
 
 export interface CostBudget {
   /** Largest share of wall time spent reading the allocator, from 0.000001 to 0.5. Default 0.001 (0.1%). */
@@ -172,27 +172,23 @@ export class SnapshotGovernor {
 
   /**
    * glibc: count the free chunks without the lock, then call mallinfo2 only if walking them fits
-   * the cap. Over it, the sample is cheap, and the next census comes after census cost / duty
-   * cycle (the census holds no lock, so there is nothing to back off from but its CPU).
+   * the cap, both in one trip to a worker. Over the cap, the sample is cheap, and the next census
+   * comes after census cost / duty cycle (the census holds no lock, so there is nothing to back
+   * off from but its CPU).
    */
   private async probeGlibc(now: number, capNs: number): Promise<GovernedSample> {
     const limit = Math.max(1, Math.floor(capNs / this.glibcNsPerChunk));
-    let raw: NativeGlibcCensus | null = null;
-    for (let attempt = 0; attempt < CENSUS_TRIES; attempt++) {
-      const taken = await native().glibcCensusAsync(limit + 1);
-      this.spentNs += taken.ns;
-      if (taken.status !== 0) {
-        this.censusRefused = censusRefusal(taken);
-        return this.unpredictedGlibc(now, capNs);
-      }
-      raw = taken;
-      if (taken.complete || listedChunks(taken) > limit) break;
+    const { census, snapshot: taken, nativeNs } = await guardedGlibcSnapshotAsync({ detail: this.detail }, limit, CENSUS_TRIES);
+    this.spentNs += census.ns;
+    if (census.status !== 0) {
+      // The worker read blind, as it did before the census existed; later samples skip the census.
+      this.censusRefused = censusRefusal(census);
+      return this.unpredicted(this.fromWorker(taken as Snapshot, nativeNs, now, capNs));
     }
-    const census = raw as NativeGlibcCensus;
-    const chunks = listedChunks(census);
-    const decision: GlibcCensusDecision = { chunks, limit, capped: chunks > limit, ns: census.ns, nsPerChunk: this.glibcNsPerChunk };
+    const chunks = census.listedChunks;
+    const decision: GlibcCensusDecision = { chunks, limit, capped: taken === null, ns: census.ns, nsPerChunk: this.glibcNsPerChunk };
     const predictedNs = chunks * this.glibcNsPerChunk;
-    if (decision.capped) {
+    if (taken === null) {
       this.lastAllocatorNs = predictedNs;
       this.overCap = true;
       this.probeGapMs = Math.min(MAX_PROBE_GAP_MS, census.ns / 1e6 / this.budget.dutyCycle);
@@ -202,7 +198,7 @@ export class SnapshotGovernor {
       );
       return { ...sample, predictedNs, census: decision };
     }
-    const sample = await this.probe(now, capNs);
+    const sample = this.fromWorker(taken, nativeNs, now, capNs);
     // The walk's slope, from a read big enough for the walk to dominate its fixed costs.
     // Clamped to 50-1,000 ns: a read slowed by a preemption must not shut reads out for good,
     // nor one that ran all in cache let the next walks grow past the cap.
@@ -218,12 +214,20 @@ export class SnapshotGovernor {
 
   /** glibc without a census (refused here): the read on a worker, as before the census existed. */
   private async unpredictedGlibc(now: number, capNs: number): Promise<GovernedSample> {
-    const blind = await this.probe(now, capNs);
+    return this.unpredicted(await this.probe(now, capNs));
+  }
+
+  private unpredicted(blind: GovernedSample): GovernedSample {
     return { ...blind, note: `${blind.note}; no census of glibc's free lists (${this.censusRefused}): this read was not predicted` };
   }
 
   private async probe(now: number, capNs: number): Promise<GovernedSample> {
     const { snapshot: taken, nativeNs } = await timedSnapshotAsync({ detail: this.detail });
+    return this.fromWorker(taken, nativeNs, now, capNs);
+  }
+
+  /** A read made on a worker thread, accounted for. */
+  private fromWorker(taken: Snapshot, nativeNs: number, now: number, capNs: number): GovernedSample {
     // The read itself, as the worker timed it: cost.ns would add the wait for a libuv worker (and
     // the threadpool's start on first use), which says nothing about what a read on the JS thread costs.
     const costNs = Number.isFinite(nativeNs) ? nativeNs : taken.cost.ns;
@@ -260,11 +264,6 @@ export class SnapshotGovernor {
     this.spentNs += taken.cost.ns;
     return { snapshot: taken, tier: 'cheap', offThread: false, readNs: null, predictedNs: this.lastAllocatorNs, note, census: null };
   }
-}
-
-/** The chunks on glibc's free lists: mallinfo2's ordblks also counts each arena's top, which costs no walk. */
-function listedChunks(census: NativeGlibcCensus): number {
-  return census.ordblks - census.arenas + census.smblks;
 }
 
 function msText(ns: number | null): string {

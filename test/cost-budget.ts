@@ -141,9 +141,12 @@ if (scenarioName() !== undefined) {
     const saved = { ...binding };
     t.teardown(() => Object.assign(binding, saved));
     let censuses = 0;
-    binding.glibcCensusAsync = async () => {
+    // What the worker answers when process_vm_readv is refused: the census's status, and the read
+    // made blind (the real one, from the same kind of worker).
+    binding.glibcGuardedSampleAsync = async (kind, flags) => {
       censuses++;
-      return { status: -4, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, complete: false, ns: 2_000 };
+      const census = { status: -4, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, listedChunks: 0, complete: false, ns: 2_000 };
+      return { census, slots: await saved.sampleAsync(kind, flags) };
     };
     const governor = new SnapshotGovernor(resolveBudget({ maxSampleMs: 20 }));
     const first = await governor.take(0);
@@ -155,6 +158,25 @@ if (scenarioName() !== undefined) {
     t.equal(second.tier, 'allocator');
     t.match(second.note, /no census of glibc's free lists/, 'every read says it was not predicted');
     t.equal(censuses, 1, 'a refused census is not asked again');
+  });
+
+  t.test('glibc: the census and the read it allows take one trip to a worker', async (t) => {
+    const binding = native() as { -readonly [K in keyof NativeBinding]: NativeBinding[K] };
+    const saved = { ...binding };
+    t.teardown(() => Object.assign(binding, saved));
+    const calls: string[] = [];
+    for (const name of ['glibcGuardedSampleAsync', 'glibcCensusAsync', 'sampleAsync', 'glibcCensus', 'sampleInto'] as const) {
+      const real = saved[name] as (...args: unknown[]) => unknown;
+      (binding as Record<string, unknown>)[name] = (...args: unknown[]) => {
+        calls.push(name);
+        return real(...args);
+      };
+    }
+    const governor = new SnapshotGovernor(resolveBudget({ maxSampleMs: 20 }));
+    const sample = await governor.take(0);
+    t.equal(sample.tier, 'allocator');
+    t.equal(sample.census?.capped, false);
+    t.strictSame(calls, ['glibcGuardedSampleAsync'], 'one native call, on one worker');
   });
 
   t.test('glibc with 100,000 free chunks under a 40 ms cap: the walk fits, mallinfo2 runs and calibrates', async (t) => {

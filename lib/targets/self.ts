@@ -5,7 +5,7 @@ import { jemalloc, jemallocMapping, smallBinFragOf } from '../allocators/jemallo
 import { liveDetection, sampleFlags, slotNames } from '../allocators/live';
 import type { ReleaseResult } from '../allocators/types';
 import { assembleSnapshot } from '../assemble';
-import { native, SAMPLE_WITH_ALLOCATOR } from '../binding';
+import { native, type NativeGlibcCensus, SAMPLE_WITH_ALLOCATOR } from '../binding';
 import { AllocscopeError, describe } from '../errors';
 import { type Sample, sampleFromSlots } from '../sample';
 import type { AllocatorIdentity, AllocatorName, Snapshot, SnapshotRatios, V8Bytes } from '../snapshot';
@@ -154,6 +154,25 @@ export async function timedSnapshotAsync(options?: SnapshotOptions): Promise<{ s
   const slots = await native().sampleAsync(liveDetection().kind, flagsOf(plan));
   const nativeNs = slots[slotNames().indexOf('costNs')];
   return { snapshot: finish(slots, plan, start, time), nativeNs };
+}
+
+/**
+ * Under glibc: glibc's free lists counted without its locks, then, on the same worker thread, the
+ * snapshot's read, only if the census counted at most `maxChunks` chunks on them (mallinfo2 walks
+ * each one holding an arena's lock) or could not be taken. `snapshot` is null when the read was
+ * not made. One worker hop for both (cost-budget.ts).
+ */
+export async function guardedGlibcSnapshotAsync(
+  options: SnapshotOptions | undefined,
+  maxChunks: number,
+  tries: number,
+): Promise<{ census: NativeGlibcCensus; snapshot: Snapshot | null; nativeNs: number }> {
+  const plan = planOf(options);
+  const start = process.hrtime.bigint();
+  const time = Date.now();
+  const { census, slots } = await native().glibcGuardedSampleAsync(liveDetection().kind, flagsOf(plan), maxChunks, tries);
+  if (slots === null) return { census, snapshot: null, nativeNs: Number.NaN };
+  return { census, snapshot: finish(slots, plan, start, time), nativeNs: slots[slotNames().indexOf('costNs')] };
 }
 
 /**

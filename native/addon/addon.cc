@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("glibcMallocTrim", Napi::Function::New(env, GlibcMallocTrim));
   exports.Set("glibcCensus", Napi::Function::New(env, GlibcCensus));
   exports.Set("glibcCensusAsync", Napi::Function::New(env, GlibcCensusAsync));
+  exports.Set("glibcGuardedSampleAsync", Napi::Function::New(env, GlibcGuardedSampleAsync));
   exports.Set("jemallocReadAny", Napi::Function::New(env, JemallocReadAny));
   exports.Set("jemallocReadString", Napi::Function::New(env, JemallocReadString));
   exports.Set("jemallocWrite", Napi::Function::New(env, JemallocWrite));

@@ -27,10 +27,13 @@ Napi::Value GlibcMallocInfoAsync(const Napi::CallbackInfo& info);
 Napi::Value GlibcMallocInfo(const Napi::CallbackInfo& info);
 // glibcMallocTrim(pad: number): 0 | 1 | -1
 Napi::Value GlibcMallocTrim(const Napi::CallbackInfo& info);
-// glibcCensus(maxChunks: number): { status, arenas, arena, ordblks, smblks, fordblks, fsmblks, keepcost, complete, ns }
+// glibcCensus(maxChunks: number): { status, arenas, arena, ordblks, smblks, fordblks, fsmblks, keepcost, listedChunks, complete, ns }
 Napi::Value GlibcCensus(const Napi::CallbackInfo& info);
 // glibcCensusAsync(maxChunks: number): Promise<same as glibcCensus>
 Napi::Value GlibcCensusAsync(const Napi::CallbackInfo& info);
+// glibcGuardedSampleAsync(allocatorKind, flags, maxChunks, tries): Promise<{ census, slots: Float64Array | null }>
+// (a census, then sampleAsync's read on the same worker when the census allows it: glibc_binding.cc)
+Napi::Value GlibcGuardedSampleAsync(const Napi::CallbackInfo& info);
 
 // jemalloc_binding.cc
 // jemallocReadAny(name: string): { errno: number, size?: 1|4|8, bits?: bigint }

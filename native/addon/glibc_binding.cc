@@ -1,6 +1,7 @@
 // glibc ptmalloc: mallinfo2, malloc_info, malloc_trim, and the lock-free census of free lists.
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "bindings.h"
@@ -8,6 +9,7 @@
 extern "C" {
 #include "../probe/glibc_census.h"
 #include "../probe/glibc_probe.h"
+#include "../probe/sample.h"
 }
 
 namespace allocscope {
@@ -103,6 +105,7 @@ Napi::Object CensusObject(Napi::Env env, const CensusResult& result) {
   out.Set("fordblks", static_cast<double>(result.census.fordblks));
   out.Set("fsmblks", static_cast<double>(result.census.fsmblks));
   out.Set("keepcost", static_cast<double>(result.census.keepcost));
+  out.Set("listedChunks", static_cast<double>(asp_glibc_census_listed(&result.census)));
   out.Set("complete", Napi::Boolean::New(env, result.census.complete != 0));
   out.Set("ns", result.ns);
   return out;
@@ -123,7 +126,71 @@ class CensusWorker : public Napi::AsyncWorker {
   CensusResult result_;
 };
 
+// A census, then, on the same worker, the sample only if the census counted at most max_chunks
+// chunks on the free lists (a mallinfo2 would walk them holding an arena's lock), or could not be
+// taken at all (then the read is blind, as before the census existed). One worker hop for both:
+// a hop costs the JS thread and a worker a wake-up each (cost-budget.ts decides what to do with
+// the answer). A census that saw a list change under it, still under the limit, is taken again,
+// up to `tries` times: its count may be low.
+class GuardedSampleWorker : public Napi::AsyncWorker {
+ public:
+  GuardedSampleWorker(Napi::Env env, int kind, int flags, double max_chunks, int tries)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        kind_(kind),
+        flags_(flags),
+        max_chunks_(max_chunks),
+        tries_(tries) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    double ns = 0;
+    for (int attempt = 0; attempt < tries_; attempt++) {
+      census_ = TakeCensus(max_chunks_ + 1);
+      ns += census_.ns;
+      if (census_.status != 0 || census_.census.complete || Listed() > max_chunks_) break;
+    }
+    census_.ns = ns;
+    sampled_ = census_.status != 0 || Listed() <= max_chunks_;
+    if (sampled_) asp_sample(static_cast<asp_allocator_kind>(kind_), flags_, slots_);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("census", CensusObject(env, census_));
+    if (sampled_) {
+      Napi::Float64Array slots = Napi::Float64Array::New(env, ASP_SAMPLE_SLOT_COUNT);
+      std::memcpy(slots.Data(), slots_, sizeof(slots_));
+      out.Set("slots", slots);
+    } else {
+      out.Set("slots", env.Null());
+    }
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  double Listed() const { return static_cast<double>(asp_glibc_census_listed(&census_.census)); }
+
+  Napi::Promise::Deferred deferred_;
+  int kind_;
+  int flags_;
+  double max_chunks_;
+  int tries_;
+  CensusResult census_;
+  bool sampled_ = false;
+  double slots_[ASP_SAMPLE_SLOT_COUNT];
+};
+
 }  // namespace
+
+Napi::Value GlibcGuardedSampleAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new GuardedSampleWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
+                                         info[2].As<Napi::Number>().DoubleValue(), info[3].As<Napi::Number>().Int32Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
 
 Napi::Value GlibcCensus(const Napi::CallbackInfo& info) {
   return CensusObject(info.Env(), TakeCensus(info[0].As<Napi::Number>().DoubleValue()));

@@ -387,6 +387,11 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
 #endif
 }
 
+size_t asp_glibc_census_listed(const asp_glibc_census *census) {
+  size_t bins = census->ordblks > census->arenas ? census->ordblks - census->arenas : 0;
+  return add_sat(bins, census->smblks);
+}
+
 /* The writable PT_LOAD segment of the object containing `address`. */
 typedef struct {
   uintptr_t address;

@@ -35,6 +35,10 @@ enum {
   ASP_CENSUS_READ_REFUSED = -4    /* process_vm_readv refused on our own pid (seccomp) */
 };
 
+/* The chunks on the free lists, the part of a census a mallinfo2 walks chunk by chunk: ordblks
+   also counts each arena's top chunk, which costs that walk nothing. */
+size_t asp_glibc_census_listed(const asp_glibc_census *census);
+
 /* Walks at most max_chunks free chunks. Never takes a malloc lock, never calls malloc. */
 int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks);
 

@@ -317,6 +317,7 @@ if (scenarioName() !== undefined) {
     }
     t.equal(r.capped.complete, false, 'maxChunks reached: not complete');
     t.equal(r.capped.ordblks - r.capped.arenas + r.capped.smblks, 100, 'it walked exactly maxChunks chunks (ordblks also counts each top)');
+    t.equal(r.capped.listedChunks, 100, 'listedChunks says so');
     t.equal(r.workerExit, 0);
   });
 
@@ -339,7 +340,7 @@ if (scenarioName() !== undefined) {
     const binding = native() as { -readonly [K in keyof NativeBinding]: NativeBinding[K] };
     const saved = { ...binding };
     t.teardown(() => Object.assign(binding, saved));
-    const refused = { status: -2, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, complete: true, ns: 1 };
+    const refused = { status: -2, arenas: 0, arena: 0, ordblks: 0, smblks: 0, fordblks: 0, fsmblks: 0, keepcost: 0, listedChunks: 0, complete: true, ns: 1 };
     binding.glibcCensus = () => refused;
     binding.glibcCensusAsync = async () => refused;
     t.throws(() => glibc.census(), { code: 'EUNSUPPORTED', message: /malloc_state layout is not one the census knows/ });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
-import { allocator, purge, snapshot, snapshotAsync } from '../../lib/targets/self';
+import { allocator, guardedGlibcSnapshotAsync, purge, snapshot, snapshotAsync } from '../../lib/targets/self';
 import type { Snapshot } from '../../lib/snapshot';
 import { inChild, PRELOADABLE, runScenario, scenarioName, skipUnlessInstalled } from '../helpers/child';
 import { heapFixture } from '../helpers/heap-fixture';
@@ -69,6 +69,15 @@ const scenarios = {
     const sparseTrim = purge();
     heapFixture.release(sparse);
     return { fragmented, trimmed, sparseTrim };
+  },
+  async guarded() {
+    // ~10,000 free chunks that cannot coalesce: every other one of 20,000 small blocks.
+    const handle = heapFixture.fragment(20_000, 16, 512, 2, 11);
+    const refused = await guardedGlibcSnapshotAsync(undefined, 100, 2);
+    const allowed = await guardedGlibcSnapshotAsync({ detail: 'full' }, 1e7, 2);
+    heapFixture.release(handle);
+    // NaN does not survive the trip to the parent (JSON): say whether it was one.
+    return { refused, refusedNsIsNaN: Number.isNaN(refused.nativeNs), allowed };
   },
   async concurrent() {
     const worker = new Worker(
@@ -146,6 +155,25 @@ if (scenarioName() !== undefined) {
     t.equal(value.trimmed.returnedBytes, value.trimmed.rssBeforeBytes - value.trimmed.rssAfterBytes);
     t.match(value.trimmed.note, value.trimmed.returnedBytes > 0 ? /returned .* to the kernel/ : /returned nothing measurable/);
     t.ok(value.sparseTrim.returnedBytes > 1048576, `trim of a sparse heap returned ${value.sparseTrim.returnedBytes} > 1 MiB`);
+  });
+
+  t.test('glibc: the guarded read counts the free lists first and reads only under the limit, in one worker trip', async (t) => {
+    type Guarded = Awaited<ReturnType<typeof guardedGlibcSnapshotAsync>>;
+    const { value } = await inChild<{ refused: Guarded; refusedNsIsNaN: boolean; allowed: Guarded }>(__filename, 'guarded', 'glibc');
+    const { refused, allowed } = value;
+    t.equal(refused.census.status, 0, 'the census was taken');
+    t.ok(refused.census.listedChunks > 100, `over the limit: ${refused.census.listedChunks} chunks counted, at least 101`);
+    t.equal(refused.snapshot, null, 'so the allocator was not read');
+    t.ok(value.refusedNsIsNaN, 'and no read time is given');
+    const c = allowed.census;
+    t.equal(c.listedChunks, c.ordblks - c.arenas + c.smblks, 'listed chunks: the bins and fastbins, without each arena top');
+    t.ok(c.listedChunks >= 9_000, `under a limit of 1e7 the census counted the fragment's ~10,000 free chunks (${c.listedChunks})`);
+    t.ok(allowed.snapshot !== null, 'and the allocator was read');
+    t.equal(allowed.snapshot?.level, 'agent');
+    t.ok((allowed.snapshot?.allocatorBytes.heapFree ?? 0) > 0, 'with its figures');
+    t.ok(allowed.snapshot?.raw.status !== undefined, "at the detail asked for ('full' reads /proc/self/status)");
+    t.ok(allowed.nativeNs > 0, `the read timed on its worker: ${allowed.nativeNs} ns`);
+    t.ok(c.ns > 0);
   });
 
   t.test('snapshots taken back to back share nothing (the synchronous path reuses its slot array)', async (t) => {
