@@ -14,12 +14,11 @@
  * (references/limits.md §1, §3). A monitor that read them blindly at 1 Hz could stall the event loop
  * of exactly the fragmented services it exists to help.
  *
- * Under glibc every read is preceded by a census of the free lists taken without glibc's locks
- * (glibc.censusAsync()'s walk, on the worker that then reads, if it reads): it counts the chunks
- * mallinfo2 would walk, up to as many as the cap allows, so mallinfo2 is called only when its walk
- * fits the cap; the heap's growth
- * between two samples, or a monitor started on an already fragmented heap, cannot make it hold an
- * arena's lock longer.
+ * Under glibc every read is preceded, on the same worker, by a census of the free lists taken
+ * without glibc's locks (glibc.census()'s walk): it counts the chunks mallinfo2 would walk, up to
+ * as many as the cap allows, so mallinfo2 is called only when its walk fits the cap; the heap's
+ * growth between two samples, or a monitor started on an already fragmented heap, cannot make it
+ * hold an arena's lock longer.
  */
 import { censusRefusal } from './allocators/glibc';
 import { AllocscopeError, checkNumber, describe } from './errors';

@@ -304,7 +304,7 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
      lists often run in address order (frees of neighbouring blocks), so one read covers several.
      A chunk found gone counts against max_chunks like one read, so the walk's work stays bounded
      by max_chunks however many lists point nowhere (the fuzz target found 140,000 such lists
-     taking minutes when each gone chunk cost a round). */
+     taking over 10 s when each gone chunk cost a round). */
   size_t walked = 0; /* chunks looked at: counted, or found gone */
   pid_t self = getpid();
   unsigned char gone[BATCH];

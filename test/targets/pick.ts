@@ -8,11 +8,12 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { AllocscopeError } from '../../lib/errors';
 import { attachAgent } from '../../lib/targets/attach';
-import { EXIT_GRACE_MS, guardedRead, openTarget, processAlive } from '../../lib/targets/pick';
+import { AGENT_RETRY_MS, EXIT_GRACE_MS, guardedRead, openTarget, processAlive } from '../../lib/targets/pick';
+import { agentSocketExists } from '../../lib/targets/agent';
 import type { Snapshot } from '../../lib/snapshot';
 import { descendants } from '../../lib/proc/tree';
 import { startTarget } from '../helpers/proc-child';
-import { startWorkload } from '../helpers/workload';
+import { sleep, startWorkload, waitFor } from '../helpers/workload';
 
 const codeOf = async (read: () => Promise<Snapshot>) => {
   try {
@@ -124,4 +125,32 @@ t.test('a procfs source moves up to the agent from the read its socket appears o
   t.ok((next.allocatorBytes.allocated ?? 0) > 0, 'with its allocator figures');
   t.equal((await source.read()).level, 'agent', 'and stays there');
   t.ok(readdirSync('/proc/self/fd').length < fdsAtProc, 'the /proc files were let go');
+});
+
+t.test(`a socket that failed, same inode, is asked again ${AGENT_RETRY_MS / 1000} s later, not before (an agent silent while its process was stopped)`, async (t) => {
+  const w = await startWorkload(['steady', '10', '50', '0']);
+  t.teardown(() => w.stop());
+  t.ok(await waitFor(() => agentSocketExists(w.pid), 5_000), 'the agent has its socket');
+  // Stopped, the process's agent thread is too: connections queue and nobody answers.
+  process.kill(w.pid, 'SIGSTOP');
+  let stopped = true;
+  t.teardown(() => {
+    if (stopped) process.kill(w.pid, 'SIGCONT');
+  });
+  // The default 2 s wait for an answer: long enough for a loaded CI machine once it continues.
+  const source = await openTarget(w.pid);
+  const failedAt = Date.now();
+  t.teardown(() => source.close());
+  t.match(source.level, /^proc-/, 'its agent did not answer: /proc');
+  process.kill(w.pid, 'SIGCONT');
+  stopped = false;
+  await sleep(200);
+  t.match((await source.read()).level, /^proc-/, 'it answers again, on the same socket, but is not asked yet');
+  await sleep(failedAt + AGENT_RETRY_MS - 1_500 - Date.now());
+  t.match((await source.read()).level, /^proc-/, '1.5 s before the retry is due: still /proc');
+  await sleep(failedAt + AGENT_RETRY_MS + 200 - Date.now());
+  const next = await source.read();
+  t.equal(next.level, 'agent', `the first read after ${AGENT_RETRY_MS / 1000} s asks again, and gets the agent`);
+  t.ok((next.allocatorBytes.allocated ?? 0) > 0, 'with its allocator figures');
+  t.equal((await source.read()).level, 'agent', 'and stays there');
 });
