@@ -10,7 +10,7 @@
 //                                   [--requests 20000] [--trip-bursts 15]
 //                                   [--skip instructions,nginx-instructions,snapshot-cost,malloc,nginx,idle,trips]
 'use strict';
-const { flagReader, median } = require('../common');
+const { bootstrapMedian, cpuTicks, flagReader, median, stealShare } = require('../common');
 const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
@@ -118,19 +118,6 @@ function runLoop(binary, preload, poll, ops = OPS) {
       resolve({ cpuNsPerOp: cpu / done, opsPerSecond: done / (wall / 1e9), reads: polling ? polling.trips.length : 0 });
     });
   });
-}
-
-/** Median and bootstrap 95% confidence interval of the median of `xs` (pairs resampled). */
-function bootstrapMedian(xs, resamples = 10_000) {
-  let seed = 42;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const medians = [];
-  for (let r = 0; r < resamples; r++) {
-    const sample = xs.map(() => xs[Math.floor(random() * xs.length)]);
-    medians.push(median(sample));
-  }
-  medians.sort((a, b) => a - b);
-  return { median: median(xs), low: medians[Math.floor(0.025 * resamples)], high: medians[Math.floor(0.975 * resamples)], n: xs.length };
 }
 
 /** PAIRS interleaved triples (plain, a preload that only starts one idle thread, the agent read at
@@ -372,19 +359,6 @@ function persistentTrips(path, count) {
     };
     next();
   });
-}
-
-/** The machine's CPU time so far and the part of it the hypervisor gave to other guests (steal),
-    in ticks (/proc/stat's first line: user nice system idle iowait irq softirq steal). */
-function cpuTicks() {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
-  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] };
-}
-
-/** Steal as a share of all CPU time between two cpuTicks() readings, %. */
-function stealShare(before, after) {
-  const total = after.total - before.total;
-  return total > 0 ? (100 * (after.steal - before.steal)) / total : 0;
 }
 
 /** Round trips of 1000 sequential snapshot requests: through the client (a connection per
