@@ -15,8 +15,9 @@
  * where the most bins self-reference; that is main_arena. Every other arena is on its `next` ring.
  *
  * Why racing the owner is safe: every read of memory the allocator may unmap (a heap trimmed by
- * another thread) goes through process_vm_readv on our own pid, which answers EFAULT instead of
- * faulting, and every walk is bounded (max_chunks, a ring of at most MAX_ARENAS). A list that
+ * another thread) is made by the kernel on our behalf, which answers EFAULT instead of faulting:
+ * a writev of it into a pipe of our own, or process_vm_readv on our own pid (read_through_pipe
+ * says why both). Every walk is bounded (max_chunks, a ring of at most MAX_ARENAS). A list that
  * changes under the walk can only make the counts inexact; `complete` then says 0. Nothing here
  * writes the allocator's memory, takes its locks or calls malloc (buffers come from mmap), so the
  * census can run while the host allocates, from any thread.
@@ -30,12 +31,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -69,6 +72,12 @@ enum {
   BATCH = 1024,
   /* Bytes read per list per round (see the walk), and the page a read never crosses. */
   WINDOW = 2048,
+  /* What a list reads while its chunks lie far apart: the chunk's size, fd and bk. Every byte
+     read costs its cache misses (a 2 KiB window per chunk made the census 3x slower on a heap
+     whose lists jump from page to page, scripts/bench/RESULTS.md). */
+  HEADER_WINDOW = 24,
+  /* A pipe's default capacity (16 pages): the most one write of the pipe reader holds. */
+  PIPE_SLICE = 65536,
   PAGE = 4096,
   /* A real main_arena has most of its 127 bins empty; a chance match in other data has few. */
   MIN_EMPTY_BINS = 16
@@ -137,6 +146,8 @@ typedef struct {
   uintptr_t head;       /* the bin's head (the walk ends there); 0 for a fastbin (ends at NULL) */
   uintptr_t arena;      /* the arena it belongs to, to tell its bin heads apart */
   uintptr_t system_mem; /* that arena's size: no free chunk in it is larger */
+  uintptr_t window;     /* bytes to read around the next chunk: HEADER_WINDOW or WINDOW */
+  uintptr_t backward;   /* 1: the window ends at the chunk's header (the list runs down in address) */
 } walk_list;
 
 /* What a chunk's header holds from its size field on: size, fd, bk. */
@@ -222,7 +233,56 @@ static int census_step(const walk_list *list, const chunk_header *header, asp_gl
   return 1;
 }
 
-int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max_chunks) {
+/* Reads remote[i] into local[i] for i < count by writing them into a pipe (writev copies from our
+   own memory with copy_from_user: a page not mapped answers EFAULT, as with process_vm_readv)
+   and reading the pipe back. process_vm_readv pins every page it reads (get_user_pages): the
+   census took 1.6-2.3 times as long through it alone (scripts/bench/RESULTS.md). Each write is
+   a slice of at most the pipe's capacity (`slice` bytes), and everything written is read back
+   before the next. A write cut short by a fault keeps only the whole pages of the stream written
+   before it (fs/pipe.c pipe_write): the iovecs wholly inside those are read, and the rest of the
+   round goes to process_vm_readv, which tells which one faulted. Any short write, whatever its
+   cause, only does that. Returns how many iovecs, from the first, were read (gone[i] = 0 for
+   each); on any other error the pipe is given up (fds set to -1). */
+static size_t read_through_pipe(int fds[2], size_t slice, const struct iovec *local, const struct iovec *remote, size_t count, unsigned char *gone) {
+  size_t first = 0;
+  while (first < count) {
+    size_t end = first, bytes = 0;
+    while (end < count && bytes + local[end].iov_len <= slice) bytes += local[end++].iov_len;
+    /* The system call itself, not libc's writev: a sanitizer's writev checks its buffers first
+       (ASan reads their shadow), and these may point anywhere; the kernel answers EFAULT. */
+    ssize_t wrote = syscall(SYS_writev, fds[1], remote + first, (int)(end - first));
+    int failed = wrote < 0 && errno != EFAULT;
+    size_t got = wrote > 0 ? (size_t)wrote : 0;
+    size_t whole = first;
+    for (size_t left = got; whole < end && left >= local[whole].iov_len; whole++) left -= local[whole].iov_len;
+    /* Empty the pipe: the whole iovecs into their windows, then whatever part of the next one got in. */
+    size_t drained = 0;
+    if (whole > first) {
+      ssize_t n = readv(fds[0], local + first, (int)(whole - first));
+      drained = n > 0 ? (size_t)n : 0;
+    }
+    while (drained < got) {
+      unsigned char sink[256];
+      size_t want = got - drained < sizeof sink ? got - drained : sizeof sink;
+      ssize_t n = read(fds[0], sink, want);
+      if (n <= 0) break;
+      drained += (size_t)n;
+    }
+    if (drained != got || failed) {
+      /* The pipe no longer behaves as this expects: process_vm_readv for the rest of the census. */
+      close(fds[0]);
+      close(fds[1]);
+      fds[0] = fds[1] = -1;
+      return first;
+    }
+    for (size_t i = first; i < whole; i++) gone[i] = 0;
+    if (whole < end) return whole;
+    first = end;
+  }
+  return count;
+}
+
+int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max_chunks, int reader) {
   memset(out, 0, sizeof *out);
   out->complete = 1;
 #if !CENSUS_LAYOUT_KNOWN
@@ -285,29 +345,44 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
     out->ordblks++;
     for (int bin = 0; bin < NFASTBINS; bin++) {
       uintptr_t first = word_at(arena, OFF_FASTBINS + (size_t)bin * sizeof(uintptr_t));
-      if (first != 0) lists[lists_len++] = (walk_list){first, 0, addr, system_mem};
+      if (first != 0) lists[lists_len++] = (walk_list){first, 0, addr, system_mem, HEADER_WINDOW, 0};
     }
     for (int bin = 1; bin < NBINS; bin++) {
       uintptr_t head = bin_head(addr, bin);
       /* last(b) = b->bk: int_mallinfo walks each bin backwards from its head. */
       uintptr_t last = word_at(arena, OFF_BINS + ((size_t)(bin - 1) * 2 + 1) * sizeof(uintptr_t));
-      if (last != head) lists[lists_len++] = (walk_list){last, head, addr, system_mem};
+      if (last != head) lists[lists_len++] = (walk_list){last, head, addr, system_mem, HEADER_WINDOW, 0};
     }
     addr = word_at(arena, OFF_NEXT);
     if (addr == start) break;
   }
 
-  /* Every list advances one window per round, one process_vm_readv for up to BATCH lists: the
-     walk costs a system call per round, not per chunk, where the free chunks spread over bins.
-     Each read takes up to WINDOW bytes from the chunk on (never past its page, which may be the
-     last one mapped), and the walk goes on inside them while the next chunk lies there too: free
-     lists often run in address order (frees of neighbouring blocks), so one read covers several.
+  /* Every list advances one window per round, one read (a writev and a readv of the pipe, or one
+     process_vm_readv) for up to BATCH lists: the walk costs a few system calls per round, not
+     per chunk, where the free chunks spread over bins. A list reads its chunk's header, or, when
+     its last step was short, up to WINDOW bytes on the side it runs to (never past the page,
+     which may be the last one mapped), and the walk goes on inside them while the next chunk
+     lies there too: free lists often run in address order, so one read covers several.
      A chunk found gone counts against max_chunks like one read, so the walk's work stays bounded
      by max_chunks however many lists point nowhere (the fuzz target found 140,000 such lists
      taking over 10 s when each gone chunk cost a round). */
   size_t walked = 0; /* chunks looked at: counted, or found gone */
   pid_t self = getpid();
   unsigned char gone[BATCH];
+  /* One pipe per census, closed before it returns: no descriptor held between calls (a fork
+     taken mid-census leaves its child two it never uses). Without one (EMFILE, a seccomp
+     filter), process_vm_readv alone. Writing to it cannot raise SIGPIPE: its read end stays
+     open until the write end is closed. */
+  int pipe_fds[2] = {-1, -1};
+  if (reader != ASP_CENSUS_READ_PIPE || pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) pipe_fds[0] = pipe_fds[1] = -1;
+  /* A user over fs.pipe-user-pages-soft gets pipes of 2 pages: a slice never exceeds the pipe. */
+  int pipe_size = pipe_fds[0] >= 0 ? fcntl(pipe_fds[1], F_GETPIPE_SZ) : -1;
+  size_t slice = pipe_size > 0 && (size_t)pipe_size < PIPE_SLICE ? (size_t)pipe_size : PIPE_SLICE;
+  if (pipe_fds[0] >= 0 && pipe_size < (int)WINDOW) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    pipe_fds[0] = pipe_fds[1] = -1;
+  }
   while (lists_len > 0) {
     if (walked >= max_chunks) {
       out->complete = 0;
@@ -315,16 +390,28 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
     }
     size_t count = lists_len < BATCH ? lists_len : BATCH;
     for (size_t i = 0; i < count; i++) {
+      /* The header, and as much of the window as its page holds on the side the list runs to. */
       uintptr_t from = lists[i].node + CHUNK_SIZE_FIELD;
-      size_t page_left = PAGE - (size_t)(from % PAGE);
-      size_t len = page_left < sizeof(chunk_header) ? sizeof(chunk_header) : (page_left < WINDOW ? page_left : WINDOW);
+      size_t len = sizeof(chunk_header);
+      if (from / PAGE == (from + sizeof(chunk_header) - 1) / PAGE) {
+        size_t window = lists[i].window;
+        if (lists[i].backward) {
+          size_t room = (size_t)(from % PAGE) + sizeof(chunk_header);
+          len = room < window ? room : window;
+          from = from + sizeof(chunk_header) - len;
+        } else {
+          size_t room = PAGE - (size_t)(from % PAGE);
+          len = room < window ? room : window;
+        }
+      }
       local[i] = (struct iovec){windows + i * (size_t)WINDOW, len};
       remote[i] = (struct iovec){(void *)from, len};
     }
-    /* A read stops at the first iovec it cannot read whole (EFAULT: that chunk was unmapped under
-       us); the read then goes on from the next one, so every list of the batch is read or found
+    /* The pipe first; from the first slice it could not read whole, process_vm_readv, which
+       stops at the first iovec it cannot read whole (EFAULT: that chunk was unmapped under us).
+       That read then goes on from the next one, so every list of the batch is read or found
        gone in this round. */
-    size_t done = 0;
+    size_t done = pipe_fds[0] >= 0 ? read_through_pipe(pipe_fds, slice, local, remote, count, gone) : 0;
     int refused = 0;
     while (done < count) {
       ssize_t got = process_vm_readv(self, local + done, count - done, remote + done, count - done, 0);
@@ -365,9 +452,19 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
         walked++;
         uintptr_t next;
         if (census_step(&list, &header, out, &next) <= 0) break; /* the list ended, or broke */
+        uintptr_t counted = list.node;
         list.node = next;
         uintptr_t at = next + CHUNK_SIZE_FIELD;
-        if (at < window_start || at + sizeof(chunk_header) > window_start + window_len) {
+        /* Within the window, without an overflow: a pointer near the top of the address space
+           must not wrap back into it (the fuzz target found 0xfff...f0). */
+        if (at < window_start || at - window_start > window_len - sizeof(chunk_header)) {
+          /* A list that runs in address order, up or down (frees of neighbouring blocks), finds
+             its next chunk within WINDOW bytes: it reads a whole window that way next, which then
+             holds several. */
+          int up = next > counted && next - counted < WINDOW;
+          int down = next < counted && counted - next < WINDOW;
+          list.window = up || down ? WINDOW : HEADER_WINDOW;
+          list.backward = down;
           lists[kept++] = list;
           break;
         }
@@ -380,6 +477,10 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
     size_t moved = ended < waiting ? ended : waiting;
     memcpy(lists + kept, lists + lists_len - moved, moved * sizeof(walk_list));
     lists_len -= ended;
+  }
+  if (pipe_fds[0] >= 0) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
   }
   if (many != NULL) munmap(many, many_len);
   workspace_put(&ws);
@@ -569,6 +670,10 @@ int asp_glibc_mmapped(size_t *count, size_t *bytes) {
 }
 
 int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks) {
+  return asp_glibc_census_take_with(out, max_chunks, ASP_CENSUS_READ_PIPE);
+}
+
+int asp_glibc_census_take_with(asp_glibc_census *out, size_t max_chunks, int reader) {
   memset(out, 0, sizeof *out);
   /* Found once: main_arena does not move. Not found is looked for again on the next call. */
   static uintptr_t main_arena = 0;
@@ -586,7 +691,7 @@ int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks) {
     __atomic_store_n(&main_arena, found, __ATOMIC_RELEASE);
     cached = found;
   }
-  return asp_glibc_census_walk(cached, out, max_chunks);
+  return asp_glibc_census_walk(cached, out, max_chunks, reader);
 }
 
 int asp_glibc_lock_free_mallinfo2(asp_mallinfo2 *out, size_t max_chunks, int *complete) {

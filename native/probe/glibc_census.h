@@ -39,8 +39,16 @@ enum {
    also counts each arena's top chunk, which costs that walk nothing. */
 size_t asp_glibc_census_listed(const asp_glibc_census *census);
 
+/* How the census reads memory that may be unmapped under it (glibc_census.c): through a pipe of
+   its own, falling back to process_vm_readv where a read faults or the pipe is refused (the
+   default), or process_vm_readv alone (for comparison: scripts/bench/census, and the tests). */
+enum { ASP_CENSUS_READ_PIPE = 0, ASP_CENSUS_READ_VM = 1 };
+
 /* Walks at most max_chunks free chunks. Never takes a malloc lock, never calls malloc. */
 int asp_glibc_census_take(asp_glibc_census *out, size_t max_chunks);
+
+/* The same, reading with `reader` (an ASP_CENSUS_READ_*). */
+int asp_glibc_census_take_with(asp_glibc_census *out, size_t max_chunks, int reader);
 
 /* mallinfo2's hblks and hblkhd (mmapped chunks, on no arena's list) read from glibc's mp_ without
    a lock. 0 on success, else an ASP_CENSUS_* refusal. */
@@ -50,9 +58,9 @@ int asp_glibc_mmapped(size_t *count, size_t *bytes);
    glibc). *complete as in the census. 0 on success, else an ASP_CENSUS_* refusal. */
 int asp_glibc_lock_free_mallinfo2(asp_mallinfo2 *out, size_t max_chunks, int *complete);
 
-/* The same walk over an arena ring starting at `arena` (an address in this process), for the
-   fuzz target, which builds fake arenas: any address is safe to pass. */
-int asp_glibc_census_walk(unsigned long arena, asp_glibc_census *out, size_t max_chunks);
+/* The same walk over an arena ring starting at `arena` (an address in this process), read with
+   `reader`, for the fuzz target, which builds fake arenas: any address is safe to pass. */
+int asp_glibc_census_walk(unsigned long arena, asp_glibc_census *out, size_t max_chunks, int reader);
 
 #ifdef __cplusplus
 }
