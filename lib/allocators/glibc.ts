@@ -158,7 +158,7 @@ function census(options?: GlibcCensusOptions): GlibcCensus {
   return censusResult(native().glibcCensus(maxChunks), 'glibc.census()');
 }
 
-/** census() on a libuv worker thread: for a heap of many free chunks (about 0.1-1.5 us each). */
+/** census() on a libuv worker thread: for a heap of many free chunks (0.3-0.7 us each, scripts/bench/RESULTS.md). */
 async function censusAsync(options?: GlibcCensusOptions): Promise<GlibcCensus> {
   const maxChunks = censusLimit(options, 'glibc.censusAsync()');
   requireAllocator('glibc', 'glibc.censusAsync()');

@@ -132,7 +132,8 @@ static int open_socket(void) {
    indirectly: the answers that would are refused), never calls mallinfo2, malloc_info or
    malloc_trim (they take the arena locks the host no longer takes), and uses no stdio stream. It
    reads glibc's figures through the lock-free census instead (glibc_census.h), which writes
-   nothing and reads through process_vm_readv. When the host starts a thread of its own, glibc
+   nothing of the host's and lets the kernel read for it (a pipe of its own, process_vm_readv).
+   When the host starts a thread of its own, glibc
    sets the variable false again, for good, and the agent's requests take the locked paths. */
 
 static int host_single_threaded(void) {
