@@ -370,9 +370,10 @@ int asp_glibc_census_walk(unsigned long start, asp_glibc_census *out, size_t max
   pid_t self = getpid();
   unsigned char gone[BATCH];
   /* One pipe per census, closed before it returns: no descriptor held between calls (a fork
-     taken mid-census leaves its child two it never uses). Without one (EMFILE, a seccomp
-     filter), process_vm_readv alone. Writing to it cannot raise SIGPIPE: its read end stays
-     open until the write end is closed. */
+     taken mid-census leaves its child two it never uses; a process at its descriptor limit is
+     two short for the census's duration). Without one (EMFILE, a seccomp filter),
+     process_vm_readv alone. Writing to it cannot raise SIGPIPE: its read end stays open until
+     the write end is closed. */
   int pipe_fds[2] = {-1, -1};
   if (reader != ASP_CENSUS_READ_PIPE || pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) pipe_fds[0] = pipe_fds[1] = -1;
   /* A user over fs.pipe-user-pages-soft gets pipes of 2 pages: a slice never exceeds the pipe. */
