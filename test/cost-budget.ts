@@ -129,7 +129,11 @@ if (scenarioName() !== undefined) {
     t.equal(r.second.census?.capped, true);
     t.equal(r.recovered.tier, 'allocator', 'released: the census finds few chunks and mallinfo2 runs');
     t.equal(r.recovered.census?.capped, false);
-    t.ok((r.recovered.census?.chunks ?? Infinity) < 1000, `${r.recovered.census?.chunks} free chunks after the release`);
+    // What stays free after the release is Node's own churn (300-1,300 chunks in runs here), far
+    // under the limit the 1 ms cap allows; the fragment's 100,000 are gone.
+    const left = r.recovered.census?.chunks ?? Infinity;
+    t.ok(left <= (r.recovered.census?.limit ?? 0), `${left} free chunks after the release, within the limit of ${r.recovered.census?.limit}`);
+    t.ok(left < FREE_CHUNKS / 10, `and under a tenth of the ${FREE_CHUNKS} before`);
     t.match(r.recovered.note, /free chunks counted first without the lock/);
     t.ok((r.recovered.allocated ?? 0) > 0);
     t.equal(r.next.tier, 'allocator', "then reads return at the duty cycle's pace");
