@@ -133,8 +133,8 @@ static int open_socket(void) {
    malloc_trim (they take the arena locks the host no longer takes), and uses no stdio stream. It
    reads glibc's figures through the lock-free census instead (glibc_census.h), which writes
    nothing of the host's and lets the kernel read for it (a pipe of its own, process_vm_readv).
-   When the host starts a thread of its own, glibc
-   sets the variable false again, for good, and the agent's requests take the locked paths. */
+   When the host starts a thread of its own, glibc sets the variable false again, for good, and
+   the agent's requests take the locked paths. */
 
 static int host_single_threaded(void) {
   return kept_single_threaded != NULL && __atomic_load_n(kept_single_threaded, __ATOMIC_ACQUIRE) != 0;
@@ -166,7 +166,7 @@ static int follow_host_credentials(void) {
   return ruid == uids[0] && euid == uids[1] && suid == uids[2] && rgid == gids[0] && egid == gids[1] && sgid == gids[2] ? 0 : -1;
 }
 
-/* At most this many free chunks for the check below (~20 ms of census, ~3 ms of mallinfo2): a
+/* At most this many free chunks for the check below (~8-14 ms of census, ~3 ms of mallinfo2: scripts/bench/RESULTS.md): a
    host attached to late with a bigger heap is not kept single-threaded rather than stalled. */
 #define KEEP_CHECK_MAX_CHUNKS 20000
 

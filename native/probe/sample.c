@@ -20,7 +20,8 @@ static int read_allocator(asp_allocator_kind kind, int flags, double *s) {
       asp_mallinfo2 m;
       int rc;
       if (flags & ASP_SAMPLE_GLIBC_LOCK_FREE) {
-        /* At most a million chunks (~1-2 s): past that the free figures are a lower bound. */
+        /* At most a million chunks (~0.5 s, scripts/bench/RESULTS.md): past that the free figures
+           are a lower bound. */
         int complete = 0;
         if (asp_glibc_lock_free_mallinfo2(&m, 1000000, &complete) != 0) return -1;
         rc = 0;

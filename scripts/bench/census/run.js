@@ -17,9 +17,11 @@ const probe = join(__dirname, '..', '..', '..', 'native', 'probe');
 const binary = join(mkdtempSync(join(tmpdir(), 'allocscope-bench-census-')), 'census_bench');
 execFileSync('gcc', ['-O2', `-I${probe}`, '-o', binary, join(__dirname, 'census_bench.c'), join(probe, 'glibc_census.c'), join(probe, 'glibc_probe.c'), '-ldl', '-lpthread']);
 
-// Heaps: a small churned one (lists that jump from page to page), a large churned one, and
+// Heaps: a tiny churned one (the census's fixed cost), a small and a large churned one (lists
+// that jump from page to page), and
 // blocks freed every other one (lists that often run in address order), at three sizes.
 const HEAPS = [
+  ['churn', 2_000, 64, REPS],
   ['churn', 2_000_000, 4096, REPS],
   ['churn', 2_000_000, 200_000, REPS],
   ['fragment', 20_000, '-', REPS],
